@@ -1,0 +1,3 @@
+"""invdiff: inverse problems with diffusion priors."""
+
+__version__ = "0.1.0"
