@@ -1,0 +1,201 @@
+"""Frozen configuration of a training run, parsed once at the boundary (CLI or Python caller).
+
+:class:`TrainConfig` holds everything that decides a run: the model configuration (a
+:class:`~invdiff.priors.vdm.VDMConfig`), the data (:class:`DataConfig`), the augmentation
+(:class:`AugmentConfig`) and the optimisation settings. It serialises to JSON
+(:func:`config_to_json`) so that a resume file can check that it continues the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Settings that may change between a run and its resumption (budgets, display, bookkeeping).
+RESUMABLE_CHANGES = frozenset(
+    {"max_steps", "max_minutes", "resume", "progress", "log_every", "val_every", "ckpt_every",
+     "compile", "device", "output"}
+)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training images come from and how they are turned into model-sized slices.
+
+    Attributes:
+        paths: training inputs: ``.npz`` files (arrays ``(N, H, W)`` in [-1, 1]), NIfTI volumes
+            (``.nii``/``.nii.gz``) or folders of PNG images; the kind is decided by the suffix.
+        val_paths: held-out inputs of the same kinds. If empty, ``.npz`` inputs use their
+            ``val_key`` array and volumes/folders hold out ``val_fraction`` of the files.
+        image_size: side of the square images the model sees.
+        axes: volume axes to slice along (0, 1, 2); ``(0, 1, 2)`` takes all three orientations.
+        min_foreground: skip slices whose fraction of pixels above 10 % of the volume's robust
+            scale is below this (near-empty slices outside the head).
+        val_fraction: fraction of volumes/PNG files held out when ``val_paths`` is empty.
+        train_key, val_key: array names in ``.npz`` inputs.
+    """
+
+    paths: tuple[str, ...]
+    val_paths: tuple[str, ...] = ()
+    image_size: int = 128
+    axes: tuple[int, ...] = (2,)
+    min_foreground: float = 0.05
+    val_fraction: float = 0.1
+    train_key: str = "train"
+    val_key: str = "val"
+
+    def __post_init__(self) -> None:
+        if not self.paths:
+            raise ValueError("DataConfig.paths is empty: expected at least one input path")
+        if self.image_size < 4:
+            raise ValueError(f"image_size must be >= 4, got {self.image_size}")
+        if not self.axes or any(a not in (0, 1, 2) for a in self.axes):
+            raise ValueError(f"axes must be a non-empty subset of (0, 1, 2), got {self.axes}")
+        if not 0.0 <= self.min_foreground < 1.0:
+            raise ValueError(f"min_foreground must be in [0, 1), got {self.min_foreground}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Random augmentation of training batches (never of validation batches).
+
+    Attributes:
+        enabled: master switch.
+        flip_lr, flip_ud: probability of a left-right / up-down flip per image.
+        max_rotation_deg: rotation angle uniform in ``[-max, max]`` degrees.
+        max_scale: zoom factor ``exp(u)`` with ``u`` uniform in ``[-log(1+max), log(1+max)]``.
+        max_log_gamma: intensity gamma ``exp(u)``, ``u`` uniform in ``[-max, max]``, applied
+            as ``((x + 1) / 2) ** gamma * 2 - 1`` so the background (-1) and the range stay put.
+    """
+
+    enabled: bool = True
+    flip_lr: float = 0.5
+    flip_ud: float = 0.0
+    max_rotation_deg: float = 5.0
+    max_scale: float = 0.05
+    max_log_gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("flip_lr", "flip_ud"):
+            p = getattr(self, name)
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
+        for name in ("max_rotation_deg", "max_scale", "max_log_gamma"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run.
+
+    Attributes:
+        model: the model configuration (a ``VDMConfig``; any dataclass for a custom model).
+        data, augment: see :class:`DataConfig`, :class:`AugmentConfig`.
+        output: the prior file to write (e.g. ``vdm.ckpt``); the resume state goes to
+            :func:`resume_path` and the log to :func:`log_path`.
+        batch_size: global batch per optimiser step (split evenly over DDP ranks).
+        lr, weight_decay, betas: AdamW settings; the learning rate rises linearly from 0 over
+            ``warmup_steps`` and then stays constant.
+        grad_clip: clip the global gradient norm to this (0 disables).
+        ema_decay: decay of the exponential moving average of the weights (the exported prior).
+        max_steps: stop at this global step; ``max_minutes``: also stop (and checkpoint) once
+            this many minutes of this invocation have passed.
+        val_every, val_size, val_batch_size: validation bits/dim of the EMA model on the first
+            ``val_size`` held-out images every ``val_every`` steps (0 disables), with a fixed
+            generator so numbers are comparable across steps and runs.
+        ckpt_every: write the prior and the resume state every this many steps (and at the end).
+        log_every: write a log row (and refresh the plain-text display) every this many steps.
+        seed: seeds data order, augmentation, the loss noise and the initial weights.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
+        bf16: run the forward pass under bf16 autocast (CPU and GPU).
+        compile: wrap the loss computation in ``torch.compile``.
+        resume: continue from the resume file next to ``output`` (error if absent).
+        progress: show the rich progress display (rank 0 only).
+    """
+
+    model: Any
+    data: DataConfig
+    output: str
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    batch_size: int = 16
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    max_steps: int = 10_000
+    max_minutes: float | None = None
+    val_every: int = 500
+    val_size: int = 256
+    val_batch_size: int = 32
+    ckpt_every: int = 250
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = False
+    compile: bool = False
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        positive = ("batch_size", "max_steps", "val_size", "val_batch_size", "ckpt_every",
+                    "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "weight_decay", "warmup_steps", "grad_clip", "val_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes must be > 0 or None, got {self.max_minutes}")
+        if not str(self.output):
+            raise ValueError("output path is empty")
+        model_size = getattr(self.model, "image_size", None)
+        if model_size is not None and model_size != self.data.image_size:
+            raise ValueError(
+                f"data.image_size {self.data.image_size} differs from the model's image_size "
+                f"{model_size}"
+            )
+
+
+def resume_path(output: str | Path) -> Path:
+    """The resume file of a run writing ``output``: ``vdm.ckpt`` -> ``vdm.resume.safetensors``."""
+    p = Path(output)
+    return p.with_name(p.stem + ".resume.safetensors")
+
+
+def log_path(output: str | Path) -> Path:
+    """The JSON-lines log of a run writing ``output``: ``vdm.ckpt`` -> ``vdm.log.jsonl``."""
+    p = Path(output)
+    return p.with_name(p.stem + ".log.jsonl")
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    """Plain-JSON view of a config (nested dataclasses become dicts, tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=_json_default))
+
+
+def config_to_json(config: TrainConfig) -> str:
+    return json.dumps(config_to_dict(config), sort_keys=True)
+
+
+def config_mismatch(saved: dict[str, Any], config: TrainConfig) -> list[str]:
+    """Names of settings that differ between a saved run and ``config`` and must not change."""
+    now = config_to_dict(config)
+    keys = (set(saved) | set(now)) - RESUMABLE_CHANGES
+    return sorted(k for k in keys if saved.get(k) != now.get(k))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} in a TrainConfig")

@@ -1,0 +1,346 @@
+"""The training loop: AdamW with linear warm-up, gradient clipping, EMA weights, checkpoints.
+
+One optimiser step (``Trainer.step``):
+
+1. take the next global batch from the seeded :class:`~invdiff.training.data.BatchStream`
+   (this rank's share of it) and augment it with parameters drawn for the whole global batch;
+2. per-example objective ``model.loss(x, generator).objective`` (the VDM bound in bits/dim, whose
+   gradient also trains the noise schedule, Kingma et al. 2021, Sec. 3 and App. I.2), mean over
+   the batch, backward (DDP averages gradients over ranks);
+3. clip the global gradient norm, AdamW step, warm-up scheduler step;
+4. EMA update ``theta_ema <- d theta_ema + (1 - d) theta`` with ``d = min(decay, (1+n)/(10+n))``.
+
+Every ``ckpt_every`` steps (and when the run stops) the EMA model is exported as the prior file
+and the full state goes to the resume file (:mod:`invdiff.training.state`); resuming restores
+weights, EMA, optimiser, scheduler, generator states and data position, so a resumed run is
+bit-for-bit the uninterrupted one on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from invdiff.training import distributed as tdist
+from invdiff.training.augment import apply_augment, sample_augment
+from invdiff.training.config import (
+    TrainConfig,
+    config_mismatch,
+    config_to_dict,
+    log_path,
+    resume_path,
+)
+from invdiff.training.data import BatchStream, ImageSets, load_image_sets
+from invdiff.training.display import JsonlLog, RunDisplay
+from invdiff.training.state import (
+    ExportFn,
+    ResumeState,
+    atomic_write,
+    load_module_state,
+    load_resume,
+    rng_states,
+    save_resume,
+    set_rng_states,
+)
+
+#: Seed of the generator used for every validation pass (same noise and times each time).
+VAL_SEED = 20211200
+
+
+class _LossModule(nn.Module):
+    """Wraps ``model.loss`` as ``forward`` so DDP and ``torch.compile`` see one module call."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        out = self.model.loss(x, generator)
+        return out.objective, out.total
+
+
+class Trainer:
+    """A training run of ``model`` (anything with ``.loss(x, generator)`` returning per-example
+    ``objective`` and ``total`` bits/dim) on the data of ``config``.
+
+    Args:
+        config: the run.
+        model: the freshly initialised model (ignored weights if resuming).
+        export: ``export(path, ema_model, metadata)`` writes the prior file
+            (:func:`invdiff.priors.checkpoint.save_prior` for VDMs).
+        images: preloaded data (default: :func:`load_image_sets` of ``config.data``).
+    """
+
+    def __init__(self, config: TrainConfig, model: nn.Module, export: ExportFn,
+                 images: ImageSets | None = None):
+        self.config, self.export = config, export
+        self.info = tdist.setup(config.device)
+        self.device = self.info.device
+        self.images = images if images is not None else load_image_sets(config.data)
+        self.output = Path(config.output)
+        self.model = model.to(self.device).train()
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(
+            _param_groups(self.model, config.weight_decay), lr=config.lr, betas=config.betas
+        )
+        warm = config.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0
+        )
+        # augmentation: identical on all ranks (drawn for the global batch); loss noise: per rank
+        self.gen_augment = torch.Generator().manual_seed(config.seed + 1)
+        self.gen_loss = torch.Generator(self.device).manual_seed(
+            config.seed * 65_537 + 2 + self.info.rank
+        )
+        self.stream = BatchStream(len(self.images.train), config.batch_size, config.seed,
+                                  self.info.rank, self.info.world_size)
+        self.step_count = 0
+        self.images_seen = 0
+        self.last_val: float | None = None
+        if config.resume:
+            self._load(resume_path(self.output))
+        elif self.info.is_main and resume_path(self.output).exists():
+            raise FileExistsError(
+                f"{resume_path(self.output)} exists: pass resume=True to continue that run "
+                "or delete it to start afresh"
+            )
+        loss_module: nn.Module = _LossModule(self.model)
+        if self.info.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            loss_module = DistributedDataParallel(loss_module, device_ids=ids)
+        self.loss_module = torch.compile(loss_module) if config.compile else loss_module
+        self.log = JsonlLog(log_path(self.output), enabled=self.info.is_main)
+
+    # -- one step ----------------------------------------------------------------------------
+    def _batch(self) -> Tensor:
+        gidx, lidx = self.stream.next_indices()
+        x = self.images.train[lidx].to(self.device, torch.float32)
+        aug = self.config.augment
+        if aug.enabled:
+            params = sample_augment(len(gidx), aug, self.gen_augment)
+            local = len(lidx)
+            r = self.info.rank
+            x = apply_augment(x, params[r * local : (r + 1) * local])
+        return x
+
+    def step(self) -> tuple[Tensor, Tensor, Tensor]:
+        """One optimiser step; returns detached ``(loss, bpd, grad_norm)`` of this rank."""
+        x = self._batch()
+        with self._autocast():
+            objective, total = self.loss_module(x, self.gen_loss)
+        loss = objective.float().mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        clip = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self._update_ema()
+        self.step_count += 1
+        self.images_seen += self.config.batch_size
+        return loss.detach(), total.detach().float().mean(), grad_norm.detach()
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if not self.config.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        n = self.step_count
+        d = min(self.config.ema_decay, (1.0 + n) / (10.0 + n))
+        for pe, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+            pe.lerp_(p.detach(), 1.0 - d)
+        for be, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
+            be.copy_(b)
+
+    # -- validation, checkpoints ---------------------------------------------------------------
+    def validate(self) -> float | None:
+        """Mean bits/dim of the EMA model on the first ``val_size`` held-out images (fp32)."""
+        val = self.images.val[: self.config.val_size]
+        if len(val) == 0:
+            return None
+        g = torch.Generator(self.device).manual_seed(VAL_SEED)
+        totals = []
+        for i in range(0, len(val), self.config.val_batch_size):
+            x = val[i : i + self.config.val_batch_size].to(self.device, torch.float32)
+            with torch.no_grad():
+                totals.append(self.ema.loss(x, g).total.detach().float())
+        return float(torch.cat(totals).mean())
+
+    def checkpoint(self) -> None:
+        """Export the EMA prior and write the resume file (rank 0), atomically."""
+        loss_states = tdist.all_gather(self.gen_loss.get_state(), self.info)
+        if self.info.is_main:
+            meta = {"step": self.step_count, "images_seen": self.images_seen,
+                    "val_bpd": self.last_val, "train_config": config_to_dict(self.config)}
+            with atomic_write(self.output) as tmp:
+                self.export(tmp, self.ema, meta)
+            save_resume(resume_path(self.output), self._state(loss_states))
+        tdist.barrier(self.info)
+
+    def _state(self, loss_states: list[Tensor]) -> ResumeState:
+        rng = rng_states({"augment": self.gen_augment})
+        rng.update({f"gen_loss_rank{r}": st for r, st in enumerate(loss_states)})
+        return ResumeState(
+            model=self.model.state_dict(),
+            ema=self.ema.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            rng=rng,
+            meta={"step": self.step_count, "images_seen": self.images_seen,
+                  "val_bpd": self.last_val, "data": self.stream.state_dict(),
+                  "world_size": self.info.world_size, "config": config_to_dict(self.config)},
+        )
+
+    def _load(self, path: Path) -> None:
+        state = load_resume(path)
+        diff = config_mismatch(state.meta["config"], self.config)
+        if diff:
+            raise ValueError(f"cannot resume {path}: settings changed since it was written: {diff}")
+        if state.meta["world_size"] != self.info.world_size:
+            raise ValueError(f"cannot resume {path}: written by {state.meta['world_size']} "
+                             f"ranks, now {self.info.world_size} (the noise streams differ)")
+        load_module_state(self.model, state.model, "model")
+        load_module_state(self.ema, state.ema, "EMA model")
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scheduler.load_state_dict(state.scheduler)
+        self.stream.load_state_dict(state.meta["data"])
+        self.step_count = int(state.meta["step"])
+        self.images_seen = int(state.meta["images_seen"])
+        self.last_val = state.meta.get("val_bpd")
+        set_rng_states(state.rng, {"augment": self.gen_augment,
+                                   f"loss_rank{self.info.rank}": self.gen_loss})
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> Path:
+        """Train until ``max_steps`` or ``max_minutes``; return the prior file's path."""
+        cfg, info = self.config, self.info
+        display = RunDisplay(self.step_count, cfg.max_steps, cfg.max_minutes,
+                             enabled=info.is_main and cfg.progress)
+        display.message(
+            f"training on {self.device} x{info.world_size}: {len(self.images.train)} images, "
+            f"{len(self.images.val)} held out, batch {cfg.batch_size}, step {self.step_count}"
+        )
+        t0 = time.monotonic()
+        acc = torch.zeros(3, device=self.device)
+        window_t, window_n = time.monotonic(), 0
+        last_ckpt = self.step_count
+        stop = _StopFlag()
+        try:
+            with stop.installed():
+                while self.step_count < cfg.max_steps:
+                    loss, bpd, gn = self.step()
+                    acc += torch.stack([loss, bpd, gn.float()])
+                    window_n += 1
+                    s = self.step_count
+                    if s % cfg.log_every == 0 or s == cfg.max_steps:
+                        m = tdist.all_mean(acc / window_n, info).tolist()
+                        if not all(math.isfinite(v) for v in m):
+                            raise FloatingPointError(
+                                f"loss became non-finite by step {s} (last checkpoint: step "
+                                f"{last_ckpt}); lower lr or check the data"
+                            )
+                        ips = window_n * cfg.batch_size / max(time.monotonic() - window_t, 1e-9)
+                        lr = self.scheduler.get_last_lr()[0]
+                        self.log.write({"step": s, "loss": m[0], "bpd": m[1], "grad_norm": m[2],
+                                        "lr": lr, "images_per_s": ips,
+                                        "elapsed_s": time.monotonic() - t0})
+                        display.update(s, m[0], m[1], ips, lr)
+                        acc.zero_()
+                        window_t, window_n = time.monotonic(), 0
+                    if cfg.val_every and s % cfg.val_every == 0:
+                        self._validate_and_log(display)
+                    out_of_time = (cfg.max_minutes is not None
+                                   and time.monotonic() - t0 > cfg.max_minutes * 60.0)
+                    if tdist.any_rank(out_of_time or stop.requested, info):
+                        display.message(f"stopping at step {s}: "
+                                        + ("time budget reached" if out_of_time else "interrupted"))
+                        break
+                    if s % cfg.ckpt_every == 0:
+                        self.checkpoint()
+                        last_ckpt = s
+            if self.step_count != last_ckpt or not self.output.exists():
+                self.checkpoint()
+            display.message(f"step {self.step_count}: wrote {self.output} and "
+                            f"{resume_path(self.output)}")
+        finally:
+            display.close()
+            tdist.teardown(info)
+        return self.output
+
+    def _validate_and_log(self, display: RunDisplay) -> None:
+        if self.info.is_main:
+            v = self.validate()
+            if v is not None:
+                self.last_val = v
+                self.log.write({"step": self.step_count, "val_bpd": v})
+                display.validation(self.step_count, v)
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a request to stop after the current step (main thread only)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.requested:  # second Ctrl-C: give up at once
+                raise KeyboardInterrupt
+            self.requested = True
+
+        for s in old:
+            signal.signal(s, handler)
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices and kernels only; none on biases, norms and scalar parameters
+    (the learned schedule's endpoints must not be pulled towards 0)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    rest = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": rest, "weight_decay": 0.0}]
+
+
+def train(config: TrainConfig) -> Path:
+    """Train a VDM prior as configured; returns the path of the exported (EMA) prior file.
+
+    Builds ``VDM(config.model)`` with weights seeded by ``config.seed`` and exports with
+    :func:`invdiff.priors.checkpoint.save_prior`. Under ``torchrun`` every rank calls this.
+    """
+    from invdiff.priors.checkpoint import save_prior
+    from invdiff.priors.vdm import VDM
+
+    torch.manual_seed(config.seed)
+    model = VDM(config.model)
+    return Trainer(config, model, _save_prior_export(save_prior)).run()
+
+
+def _save_prior_export(save_prior: Any) -> ExportFn:
+    def export(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
+        save_prior(path, model, metadata=meta)
+
+    return export

@@ -1,0 +1,139 @@
+"""Training loop: resume is bit-exact, checkpoints and logs are written, settings are checked."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from conftest import make_images
+from safetensors.torch import load_file
+from tiny_model import TinyConfig, export_state
+
+from invdiff.training import AugmentConfig, DataConfig, TrainConfig, Trainer, log_path, resume_path
+
+
+def _config(tmp_path, **kw) -> TrainConfig:
+    base = dict(
+        model=TinyConfig(), data=DataConfig(paths=("unused.npz",), image_size=16),
+        output=str(tmp_path / "vdm.ckpt"), batch_size=4, lr=1e-2, warmup_steps=3,
+        ema_decay=0.9, max_steps=8, val_every=3, val_size=6, val_batch_size=4, ckpt_every=100,
+        log_every=2, device="cpu", progress=False,
+        augment=AugmentConfig(max_rotation_deg=10.0, max_scale=0.1, max_log_gamma=0.2),
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _trainer(cfg, tiny_model, images) -> Trainer:
+    return Trainer(cfg, tiny_model(seed=cfg.seed), export_state, images=images)
+
+
+def _states(tr: Trainer) -> dict[str, torch.Tensor]:
+    out = {f"model.{k}": v for k, v in tr.model.state_dict().items()}
+    out.update({f"ema.{k}": v for k, v in tr.ema.state_dict().items()})
+    for pid, st in tr.optimizer.state_dict()["state"].items():
+        out.update({f"optim.{pid}.{k}": v for k, v in st.items()})
+    return out
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_resume_is_bit_exact(tmp_path, tiny_model, images, bf16):
+    """k steps, stop, resume k more == 2k uninterrupted steps, bit for bit (crosses an epoch)."""
+    full = _trainer(_config(tmp_path / "a", bf16=bf16), tiny_model, images)
+    full.run()
+    first = _trainer(_config(tmp_path / "b", max_steps=4, bf16=bf16), tiny_model, images)
+    first.run()
+    assert load_file(str(tmp_path / "b" / "vdm.ckpt"))  # prior exported at the stop
+    cfg = _config(tmp_path / "b", max_steps=8, resume=True, bf16=bf16)
+    second = _trainer(cfg, tiny_model, images)
+    assert second.step_count == 4
+    second.run()
+    a, b = _states(full), _states(second)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert full.stream.state_dict() == second.stream.state_dict()
+    assert torch.equal(full.gen_loss.get_state(), second.gen_loss.get_state())
+    pa = load_file(str(tmp_path / "a" / "vdm.ckpt"))
+    pb = load_file(str(tmp_path / "b" / "vdm.ckpt"))
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    # the logs agree row for row, apart from timing
+    rows_a = [json.loads(r) for r in log_path(tmp_path / "a" / "vdm.ckpt").read_text().splitlines()]
+    rows_b = [json.loads(r) for r in log_path(tmp_path / "b" / "vdm.ckpt").read_text().splitlines()]
+    strip = ("images_per_s", "elapsed_s")
+    rows_a = [{k: v for k, v in r.items() if k not in strip} for r in rows_a]
+    rows_b = [{k: v for k, v in r.items() if k not in strip} for r in rows_b]
+    assert rows_b == rows_a
+
+
+def test_run_changes_weights_and_logs(tmp_path, tiny_model, images):
+    tr = _trainer(_config(tmp_path), tiny_model, images)
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    out = tr.run()
+    assert out == tmp_path / "vdm.ckpt" and out.exists() and resume_path(out).exists()
+    assert not any(torch.equal(before[k], v) for k, v in tr.model.state_dict().items())
+    rows = [json.loads(r) for r in log_path(out).read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [2, 4, 6, 8]
+    assert [r["step"] for r in rows if "val_bpd" in r] == [3, 6]
+    assert all(r["bpd"] > 0 and r["images_per_s"] > 0 for r in rows if "loss" in r)
+    # warm-up: lr rises linearly over 3 steps then stays at 1e-2
+    assert rows[0]["lr"] == pytest.approx(1e-2) and tr.scheduler.get_last_lr()[0] == 1e-2
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_warmup_is_linear(tmp_path, tiny_model, images):
+    tr = _trainer(_config(tmp_path, warmup_steps=4), tiny_model, images)
+    lrs = []
+    for _ in range(6):
+        lrs.append(tr.optimizer.param_groups[0]["lr"])
+        tr.step()
+    assert lrs == pytest.approx([2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2, 1e-2])
+
+
+def test_ema_follows_formula(tmp_path, tiny_model, images):
+    tr = _trainer(_config(tmp_path, ema_decay=0.5), tiny_model, images)
+    ema0 = {k: v.clone() for k, v in tr.ema.state_dict().items()}
+    tr.step()  # n = 0: d = min(0.5, 1/10) = 0.1
+    for k, v in tr.ema.state_dict().items():
+        torch.testing.assert_close(v, 0.1 * ema0[k] + 0.9 * tr.model.state_dict()[k])
+
+
+def test_gradient_clipping_bounds_update(tmp_path, tiny_model, images):
+    tr = _trainer(_config(tmp_path, grad_clip=1e-3, lr=1.0, warmup_steps=0), tiny_model, images)
+    _, _, gn = tr.step()
+    assert gn > 1e-3  # the reported norm is the norm before clipping
+    clipped = torch.cat([p.grad.flatten() for p in tr.model.parameters()]).norm()
+    assert clipped == pytest.approx(1e-3, rel=1e-4)
+
+
+def test_resume_refuses_changed_settings(tmp_path, tiny_model, images):
+    _trainer(_config(tmp_path, max_steps=2), tiny_model, images).run()
+    with pytest.raises(ValueError, match="lr"):
+        _trainer(_config(tmp_path, max_steps=4, lr=5e-3, resume=True), tiny_model, images)
+    with pytest.raises(FileExistsError, match="resume"):
+        _trainer(_config(tmp_path, max_steps=4), tiny_model, images)
+
+
+def test_resume_without_file_is_clear(tmp_path, tiny_model, images):
+    with pytest.raises(FileNotFoundError, match="no resume file"):
+        _trainer(_config(tmp_path, resume=True), tiny_model, images)
+
+
+def test_time_budget_stops_and_checkpoints(tmp_path, tiny_model, images):
+    cfg = _config(tmp_path, max_steps=10_000, max_minutes=1e-9)
+    tr = _trainer(cfg, tiny_model, images)
+    tr.run()
+    assert tr.step_count == 1
+    again = _trainer(dataclasses.replace(cfg, resume=True), tiny_model, images)
+    assert again.step_count == 1
+
+
+def test_nonfinite_loss_raises(tmp_path, tiny_model):
+    bad = make_images()
+    bad.train[0, 0, 0, 0] = float("nan")
+    tr = _trainer(_config(tmp_path, augment=AugmentConfig(enabled=False), batch_size=20,
+                          log_every=1), tiny_model, bad)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        tr.run()
