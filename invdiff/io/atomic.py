@@ -1,0 +1,74 @@
+"""Safe writing of users' files: never over an input, never a partial output.
+
+Every output is written to a temporary file in the destination folder and moved into place with
+:func:`os.replace`, which is atomic on POSIX and Windows within one file system. An interrupted run
+(Ctrl-C, kill) therefore leaves either the previous state or the complete new file, never a
+truncated one; the temporary file is removed on any exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+
+class OutputExistsError(FileExistsError):
+    """An output file exists and ``overwrite`` was not given."""
+
+
+class OutputIsInputError(ValueError):
+    """An output path names one of the run's input files."""
+
+
+def check_outputs(
+    outputs: Sequence[str | os.PathLike], inputs: Sequence[str | os.PathLike], overwrite: bool
+) -> None:
+    """Refuse outputs that are inputs (always) or that already exist (unless ``overwrite``).
+
+    Paths are compared after resolving symlinks, so ``./a.nii`` and ``a.nii`` are the same file.
+    """
+    resolved_inputs = {Path(p).resolve() for p in inputs}
+    seen: set[Path] = set()
+    for out in outputs:
+        path = Path(out).resolve()
+        if path in resolved_inputs:
+            raise OutputIsInputError(f"output {out} is an input of this run; choose another --out")
+        if path in seen:
+            raise OutputIsInputError(f"output {out} is named twice")
+        seen.add(path)
+        if path.exists() and not overwrite:
+            raise OutputExistsError(f"output {out} exists; pass --overwrite to replace it")
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"output folder {path.parent} does not exist")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success move it onto ``path``.
+
+    ``suffix`` defaults to the full suffix of ``path`` (``.nii.gz``), so writers that choose a
+    format by extension write the right one. On any exception the temporary file is deleted and
+    ``path`` is left untouched.
+    """
+    path = Path(path)
+    if suffix is None:
+        suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_atomic(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
+    """Call ``writer(tmp_path)`` and move the result onto ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        writer(tmp)

@@ -1,0 +1,199 @@
+"""Reading and writing magnitude images and volumes: NIfTI, PNG, ``.npy``.
+
+An :class:`Image` is a real array of 2 or 3 dimensions plus, for NIfTI, its voxel-to-world
+affine. Reading validates what the rest of the toolkit relies on and fails with one clear line
+otherwise: the file exists and parses, holds a real numeric image, 2D or 3D (4D only with an
+explicit ``frame``), every voxel finite, not all zero.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from invdiff.io.atomic import write_atomic
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+PNG_SUFFIXES = (".png",)
+NPY_SUFFIXES = (".npy",)
+
+
+class ImageError(ValueError):
+    """An input image that cannot be used (unreadable, wrong kind, non-finite, empty)."""
+
+
+@dataclass(frozen=True)
+class Image:
+    """A real 2D ``(H, W)`` or 3D ``(X, Y, Z)`` image.
+
+    Attributes:
+        data: float array, 2 or 3 dimensions.
+        affine: 4x4 voxel-to-world matrix (NIfTI), or ``None`` (PNG, ``.npy``).
+        kind: ``"nifti"``, ``"png"`` or ``"npy"``, the format it was read from.
+    """
+
+    data: np.ndarray
+    affine: np.ndarray | None = None
+    kind: str = "npy"
+
+
+def image_kind(path: str | os.PathLike) -> str:
+    """The format of ``path`` from its extension: ``nifti``, ``png`` or ``npy``."""
+    name = Path(path).name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        return "nifti"
+    if name.endswith(PNG_SUFFIXES):
+        return "png"
+    if name.endswith(NPY_SUFFIXES):
+        return "npy"
+    raise ImageError(
+        f"{path}: unknown image format; expected one of .nii, .nii.gz, .png, .npy"
+    )
+
+
+def read_image(path: str | os.PathLike, frame: int | None = None) -> Image:
+    """Read and validate a magnitude image.
+
+    Args:
+        path: a ``.nii``/``.nii.gz``, ``.png`` or ``.npy`` file.
+        frame: for 4D input ``(X, Y, Z, T)``, the index along the last axis to use. 4D input
+            without it is an error; trailing singleton axes are dropped first.
+
+    Complex input is an error rather than silently taking its magnitude: complex data belongs in
+    a measurement file (see docs/formats.md).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"input {path} does not exist")
+    kind = image_kind(path)
+    affine = None
+    if kind == "nifti":
+        data, affine = _read_nifti(path)
+    elif kind == "png":
+        data = _read_png(path)
+    else:
+        data = _read_npy(path)
+    data = _select_frame(np.asarray(data), frame, path)
+    return Image(data=_validated(data, path), affine=affine, kind=kind)
+
+
+def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        msg = f"{path}: not a readable NIfTI file ({type(exc).__name__}: {exc})"
+        raise ImageError(msg) from exc
+    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+        raise ImageError(f"{path}: not a NIfTI image (nibabel read it as {type(img).__name__})")
+    return data, np.asarray(img.affine, dtype=np.float64)
+
+
+def _read_png(path: Path) -> np.ndarray:
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(path) as im:
+            if im.mode in ("RGB", "RGBA"):
+                rgb = np.asarray(im.convert("RGB"))
+                if not (np.array_equal(rgb[..., 0], rgb[..., 1])
+                        and np.array_equal(rgb[..., 0], rgb[..., 2])):
+                    raise ImageError(f"{path}: colour PNG; expected a grayscale magnitude image")
+                return rgb[..., 0].astype(np.float32)
+            if im.mode in ("LA",):
+                im = im.convert("L")
+            return np.asarray(im).astype(np.float32)
+    except ImageError:
+        raise
+    except Exception as exc:
+        raise ImageError(f"{path}: not a readable PNG ({type(exc).__name__}: {exc})") from exc
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        msg = f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})"
+        raise ImageError(msg) from exc
+    return data
+
+
+def _select_frame(data: np.ndarray, frame: int | None, path: Path) -> np.ndarray:
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim == 4:
+        if frame is None:
+            raise ImageError(
+                f"{path}: 4D input of shape {data.shape}; choose a volume with --frame "
+                f"(0..{data.shape[3] - 1})"
+            )
+        if not 0 <= frame < data.shape[3]:
+            raise ImageError(f"{path}: --frame {frame} outside 0..{data.shape[3] - 1}")
+        data = data[..., frame]
+    elif frame is not None:
+        raise ImageError(f"{path}: --frame given but the input is {data.ndim}D {data.shape}")
+    if data.ndim not in (2, 3):
+        raise ImageError(f"{path}: expected a 2D or 3D image, got shape {data.shape}")
+    return data
+
+
+def _validated(data: np.ndarray, path: Path) -> np.ndarray:
+    if data.dtype.kind == "c":
+        raise ImageError(
+            f"{path}: complex data {data.dtype}; a magnitude image is expected "
+            "(k-space goes in a measurement file, see docs/formats.md)"
+        )
+    if data.dtype.kind not in "biuf":
+        raise ImageError(f"{path}: non-numeric data of dtype {data.dtype}")
+    data = data.astype(np.float32 if data.dtype.itemsize <= 4 else np.float64)
+    finite = np.isfinite(data)
+    if not finite.all():
+        n_bad = int((~finite).sum())
+        raise ImageError(f"{path}: {n_bad} voxel(s) are NaN or Inf")
+    if not np.any(data):
+        raise ImageError(f"{path}: the image is all zero")
+    if min(data.shape) < 2:
+        raise ImageError(f"{path}: image of shape {data.shape} is too small")
+    return data
+
+
+def write_image(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    affine: np.ndarray | None = None,
+) -> None:
+    """Write ``data`` atomically to ``path`` in the format its extension names.
+
+    NIfTI is written as float32 with ``affine`` (identity when ``None``) as both qform and sform.
+    ``.npy`` keeps the dtype. PNG (2D only) is 16-bit grayscale, linearly scaled so that the
+    image's maximum is 65535 and negative values clip to 0: PNG is for viewing, not for numbers.
+    """
+    kind = image_kind(path)
+    data = np.asarray(data)
+    if kind == "nifti":
+        import nibabel as nib
+
+        aff = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+        img = nib.Nifti1Image(data.astype(np.float32), aff)
+        img.set_qform(aff, code=1)
+        img.set_sform(aff, code=1)
+        write_atomic(path, lambda tmp: nib.save(img, str(tmp)))
+    elif kind == "png":
+        if data.ndim != 2:
+            raise ImageError(f"{path}: PNG output needs a 2D image, got shape {data.shape}")
+        write_atomic(path, lambda tmp: _write_png(tmp, data))
+    else:
+        write_atomic(path, lambda tmp: np.save(tmp, data, allow_pickle=False))
+
+
+def _write_png(path: Path, data: np.ndarray) -> None:
+    from PIL import Image as PILImage
+
+    top = float(np.max(data))
+    scaled = np.clip(data / top, 0.0, 1.0) if top > 0 else np.zeros_like(data)
+    PILImage.fromarray(np.round(scaled * 65535).astype(np.uint16)).save(path, format="PNG")

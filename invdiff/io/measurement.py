@@ -1,0 +1,182 @@
+"""The measurement file (``.npz``, format version 1) and the low-resolution image convention.
+
+A measurement file is self-describing: it holds the complex k-space and everything needed to solve
+it without other files (see ``docs/formats.md`` for the full table of keys):
+
+``format``        ``"invdiff.measurement"``
+``version``       ``1``
+``kspace``        complex array ``(S, *oshape)``: one measurement per slice
+``operator``      the operator spec string (``kcrop:32``) acting on ``(H, W)`` images
+``image_shape``   ``(H, W)``, the image grid the operator acts on
+``noise_sigma``   std of the Gaussian noise added to each real and imaginary part of ``kspace``
+``scale``         the intensity scale ``s`` of :mod:`invdiff.intensity` (NaN when unknown)
+``source_shape``  shape of the source image/volume (2 or 3 ints)
+``source_affine`` 4x4 voxel-to-world affine of the source (NaN-filled when it had none)
+``axis``          slice axis of a 3D source (-1 for 2D)
+
+Low-resolution image convention. With the centred orthonormal DFT ``F_n`` on an ``h x w`` grid, the
+low-resolution image of a ``kcrop:hxw`` measurement ``y = C F_HW x`` of an ``H x W`` image ``x`` is
+
+    m = sqrt(h w / (H W)) * F_hw^{-1} y,        equivalently   y = sqrt(H W / (h w)) * F_hw m.
+
+The factor keeps intensities: a constant image ``x = c`` has ``F_HW x`` a DC spike of height
+``c sqrt(HW)``, whose ``h x w`` inverse DFT is ``c sqrt(HW / hw)``; the factor brings it back to
+``c``, so a low-resolution file is in the same units as the high-resolution result. A magnitude
+file keeps only ``|m|``; for real, non-negative objects the phase of ``m`` is small except near
+edges.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from invdiff.io.atomic import write_atomic
+
+FORMAT = "invdiff.measurement"
+VERSION = 1
+_KEYS = {
+    "format", "version", "kspace", "operator", "image_shape", "noise_sigma", "scale",
+    "source_shape", "source_affine", "axis",
+}
+
+
+class MeasurementError(ValueError):
+    """A measurement file that does not follow the documented format."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A k-space measurement of a 2D image or of a 3D volume slice by slice.
+
+    Attributes:
+        kspace: complex ``(S, *oshape)``.
+        operator: operator spec acting on images of ``image_shape``.
+        image_shape: ``(H, W)``.
+        noise_sigma: std of the noise on each real and imaginary part of ``kspace``.
+        scale: intensity scale of the source (``None`` when unknown).
+        source_shape: shape of the source (2D ``(H, W)`` or 3D).
+        source_affine: 4x4 affine of the source, or ``None``.
+        axis: slice axis of a 3D source, ``None`` for 2D.
+    """
+
+    kspace: np.ndarray
+    operator: str
+    image_shape: tuple[int, int]
+    noise_sigma: float = 0.0
+    scale: float | None = None
+    source_shape: tuple[int, ...] | None = None
+    source_affine: np.ndarray | None = None
+    axis: int | None = None
+
+
+def write_measurement(path: str | os.PathLike, m: Measurement) -> None:
+    """Write ``m`` atomically as a version-1 ``.npz`` (no pickles)."""
+    if not str(path).endswith(".npz"):
+        raise MeasurementError(f"measurement files end in .npz, got {path}")
+    arrays = {
+        "format": np.array(FORMAT),
+        "version": np.array(VERSION),
+        "kspace": np.asarray(m.kspace),
+        "operator": np.array(m.operator),
+        "image_shape": np.array(m.image_shape, dtype=np.int64),
+        "noise_sigma": np.array(float(m.noise_sigma)),
+        "scale": np.array(np.nan if m.scale is None else float(m.scale)),
+        "source_shape": np.array(m.source_shape or (), dtype=np.int64),
+        "source_affine": np.full((4, 4), np.nan) if m.source_affine is None
+        else np.asarray(m.source_affine, dtype=np.float64),
+        "axis": np.array(-1 if m.axis is None else int(m.axis)),
+    }
+    write_atomic(path, lambda tmp: np.savez(tmp, **arrays))
+
+
+def read_measurement(path: str | os.PathLike) -> Measurement:
+    """Read and validate a measurement file; errors name the key and the expected value."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"input {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:
+        msg = f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})"
+        raise MeasurementError(msg) from exc
+    if str(arrays.get("format", "")) != FORMAT:
+        raise MeasurementError(f"{path}: not an invdiff measurement file (format != {FORMAT!r})")
+    missing = {"kspace", "operator", "image_shape"} - arrays.keys()
+    if missing:
+        raise MeasurementError(f"{path}: missing key(s) {sorted(missing)}")
+    unknown = arrays.keys() - _KEYS
+    if unknown:
+        raise MeasurementError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(_KEYS)}")
+    version = int(arrays.get("version", VERSION))
+    if version != VERSION:
+        raise MeasurementError(f"{path}: format version {version}; this invdiff reads {VERSION}")
+    kspace = arrays["kspace"]
+    if kspace.dtype.kind != "c" or kspace.ndim < 3:
+        raise MeasurementError(
+            f"{path}: kspace must be complex (S, *oshape), got {kspace.dtype} {kspace.shape}"
+        )
+    if not np.isfinite(kspace).all():
+        n_bad = int((~np.isfinite(kspace)).sum())
+        raise MeasurementError(f"{path}: kspace has {n_bad} NaN/Inf values")
+    if not np.any(kspace):
+        raise MeasurementError(f"{path}: kspace is all zero")
+    image_shape = tuple(int(v) for v in arrays["image_shape"])
+    if len(image_shape) != 2 or min(image_shape) < 1:
+        raise MeasurementError(f"{path}: image_shape must be (H, W), got {image_shape}")
+    sigma = float(arrays.get("noise_sigma", 0.0))
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise MeasurementError(f"{path}: noise_sigma must be finite and >= 0, got {sigma}")
+    scale = float(arrays.get("scale", np.nan))
+    if math.isfinite(scale) and scale <= 0:
+        raise MeasurementError(f"{path}: scale must be > 0, got {scale}")
+    source_shape = tuple(int(v) for v in arrays.get("source_shape", ())) or None
+    affine = arrays.get("source_affine")
+    if affine is not None and (affine.shape != (4, 4) or not np.isfinite(affine).all()):
+        affine = None
+    axis = int(arrays.get("axis", -1))
+    return Measurement(
+        kspace=kspace,
+        operator=str(arrays["operator"]),
+        image_shape=image_shape,  # type: ignore[arg-type]
+        noise_sigma=sigma,
+        scale=scale if math.isfinite(scale) else None,
+        source_shape=source_shape,
+        source_affine=affine,
+        axis=None if axis < 0 else axis,
+    )
+
+
+def is_measurement_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a measurement file (by its ``.npz`` extension)."""
+    return str(path).lower().endswith(".npz")
+
+
+def centred_fft2(x: np.ndarray, inverse: bool = False) -> np.ndarray:
+    """Centred orthonormal 2D DFT over the last two axes (``fftshift . fft2 . ifftshift``)."""
+    axes = (-2, -1)
+    f = np.fft.ifft2 if inverse else np.fft.fft2
+    return np.fft.fftshift(f(np.fft.ifftshift(x, axes=axes), axes=axes, norm="ortho"), axes=axes)
+
+
+def lowres_to_kspace(m: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
+    """``y = sqrt(HW / hw) F_hw m`` for low-resolution images ``m`` of shape ``(..., h, w)``."""
+    h, w = m.shape[-2:]
+    big_h, big_w = image_shape
+    if h > big_h or w > big_w:
+        raise ValueError(
+            f"low-resolution image {h}x{w} is larger than the image grid {big_h}x{big_w}"
+        )
+    return centred_fft2(m.astype(np.complex128)) * math.sqrt(big_h * big_w / (h * w))
+
+
+def kspace_to_lowres(y: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
+    """``m = sqrt(hw / HW) F_hw^{-1} y`` (complex), the inverse of :func:`lowres_to_kspace`."""
+    h, w = y.shape[-2:]
+    big_h, big_w = image_shape
+    return centred_fft2(y, inverse=True) * math.sqrt(h * w / (big_h * big_w))

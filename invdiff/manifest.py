@@ -1,0 +1,121 @@
+"""Run manifests: a JSON record, written beside every output, from which a run can be repeated.
+
+A manifest holds the software versions (invdiff, torch, numpy, Python), the git commit of the
+invdiff source tree when it is a git checkout, the device, the fully resolved configuration, the
+seed, SHA-256 digests of the input, prior and configuration files, the timings, the
+data-consistency residual and, when a reference was given, the metrics. ``invdiff solve --manifest
+FILE`` reads it back (:func:`read_manifest`) and repeats the run; on CPU the result is bit-identical
+because every random draw comes from one seeded ``torch.Generator`` consumed in slice order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from invdiff.io.atomic import write_atomic
+
+FORMAT = "invdiff.manifest"
+VERSION = 1
+
+
+class ManifestError(ValueError):
+    """A manifest file that cannot be read or does not describe a solve."""
+
+
+def manifest_path(output: str | os.PathLike) -> Path:
+    """``OUT.manifest.json`` beside ``OUT``."""
+    output = Path(output)
+    return output.with_name(output.name + ".manifest.json")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 digest of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def git_commit(path: str | os.PathLike | None = None) -> str | None:
+    """``HEAD`` of the git checkout holding ``path`` (default: the invdiff package), or ``None``.
+
+    A ``+dirty`` suffix marks uncommitted changes to tracked files.
+    """
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where, capture_output=True, text=True, timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def environment() -> dict[str, Any]:
+    """Versions of invdiff and the libraries that determine numerical results."""
+    import numpy
+    import torch
+
+    import invdiff
+
+    return {
+        "invdiff": invdiff.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "git_commit": git_commit(),
+    }
+
+
+def write_manifest(path: str | os.PathLike, manifest: dict[str, Any]) -> None:
+    """Write ``manifest`` (with format and version keys added) atomically as indented JSON."""
+    record = {"format": FORMAT, "version": VERSION, **manifest}
+    text = json.dumps(record, indent=2, sort_keys=False, allow_nan=False, default=_default)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text + "\n", encoding="utf-8")
+
+    write_atomic(path, write)
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a manifest; checks it is an invdiff manifest of a known version with a config."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest {path} does not exist")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ManifestError(f"{path}: not an invdiff manifest (format != {FORMAT!r})")
+    if record.get("version") != VERSION:
+        raise ManifestError(f"{path}: manifest version {record.get('version')}; expected {VERSION}")
+    for key in ("config", "input"):
+        if not isinstance(record.get(key), dict):
+            raise ManifestError(f"{path}: missing the {key!r} section")
+    return record
+
+
+def _default(obj: Any) -> Any:
+    """JSON for numpy/torch scalars and arrays."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in a manifest")

@@ -1,0 +1,181 @@
+"""Image and measurement files, safe writes, and resampled-grid geometry."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from invdiff.io import (
+    ImageError,
+    Measurement,
+    MeasurementError,
+    OutputExistsError,
+    OutputIsInputError,
+    atomic_path,
+    check_outputs,
+    from_slices,
+    kspace_to_lowres,
+    lowres_to_kspace,
+    read_image,
+    read_measurement,
+    resampled_affine,
+    to_slices,
+    write_image,
+    write_measurement,
+)
+from invdiff.io.measurement import centred_fft2
+
+
+def _affine() -> np.ndarray:
+    return np.array(
+        [[0.0, -1.2, 0.1, 30.0], [0.9, 0.0, 0.0, -20.0], [0.0, 0.2, 2.5, 5.0], [0, 0, 0, 1]]
+    )
+
+
+@pytest.mark.parametrize("name", ["v.nii.gz", "v.nii", "v.npy"])
+def test_volume_round_trip(tmp_path, name):
+    data = np.random.default_rng(0).random((6, 5, 3)).astype(np.float32) + 0.1
+    write_image(tmp_path / name, data, _affine())
+    img = read_image(tmp_path / name)
+    np.testing.assert_array_equal(img.data, data)
+    if name.startswith("v.nii"):
+        np.testing.assert_allclose(img.affine, _affine(), atol=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
+
+
+def test_png_round_trip_is_scaled_16_bit(tmp_path):
+    data = np.arange(20, dtype=np.float32).reshape(4, 5) + 1
+    write_image(tmp_path / "a.png", data)
+    back = read_image(tmp_path / "a.png").data
+    np.testing.assert_allclose(back / 65535 * data.max(), data, atol=data.max() / 65535)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (np.zeros((4, 4, 3)), "all zero"),
+        (np.full((4, 4), np.nan), "NaN or Inf"),
+        (np.ones((4, 4, 3, 2)), "choose a volume with --frame"),
+        (np.ones((4, 4), dtype=np.complex64), "complex"),
+        (np.ones(5), "2D or 3D"),
+    ],
+)
+def test_bad_images_are_refused(tmp_path, data, message):
+    np.save(tmp_path / "x.npy", data)
+    with pytest.raises(ImageError, match=message):
+        read_image(tmp_path / "x.npy")
+
+
+def test_4d_frame_and_trailing_singleton(tmp_path):
+    data = np.random.default_rng(1).random((4, 4, 3, 2)) + 1
+    np.save(tmp_path / "x.npy", data)
+    np.testing.assert_array_equal(read_image(tmp_path / "x.npy", frame=1).data, data[..., 1])
+    np.save(tmp_path / "y.npy", data[..., :1])
+    assert read_image(tmp_path / "y.npy").data.shape == (4, 4, 3)
+
+
+def test_non_nifti_bytes_are_refused(tmp_path):
+    (tmp_path / "bad.nii.gz").write_bytes(b"not an image")
+    with pytest.raises(ImageError, match="not a readable NIfTI"):
+        read_image(tmp_path / "bad.nii.gz")
+
+
+def test_missing_input():
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_image("/nonexistent/x.nii.gz")
+
+
+def test_check_outputs(tmp_path):
+    src = tmp_path / "in.npy"
+    src.write_bytes(b"x")
+    with pytest.raises(OutputIsInputError):
+        check_outputs([tmp_path / "." / "in.npy"], [src], overwrite=True)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        check_outputs([src], [], overwrite=False)
+    check_outputs([src], [], overwrite=True)
+
+
+def test_atomic_path_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "out.npy"
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_bytes(b"partial")
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_measurement_round_trip(tmp_path):
+    k = (np.random.default_rng(2).standard_normal((3, 4, 4)) * (1 + 1j)).astype(np.complex64)
+    m = Measurement(k, "kcrop:4", (8, 8), 0.5, 3.0, (8, 8, 3), _affine(), 2)
+    write_measurement(tmp_path / "m.npz", m)
+    back = read_measurement(tmp_path / "m.npz")
+    np.testing.assert_array_equal(back.kspace, k)
+    assert (back.operator, back.image_shape, back.noise_sigma, back.scale, back.axis) == (
+        "kcrop:4", (8, 8), 0.5, 3.0, 2)
+    np.testing.assert_array_equal(back.source_affine, _affine())
+    bare = Measurement(k, "kcrop:4", (8, 8))
+    write_measurement(tmp_path / "b.npz", bare)
+    back = read_measurement(tmp_path / "b.npz")
+    assert back.scale is None and back.source_affine is None and back.axis is None
+
+
+def test_measurement_with_unknown_key_is_refused(tmp_path):
+    np.savez(tmp_path / "m.npz", format="invdiff.measurement", version=1, operator="kcrop:2",
+             image_shape=[4, 4], kspace=np.ones((1, 2, 2), np.complex64), extra=1)
+    with pytest.raises(MeasurementError, match="unknown key"):
+        read_measurement(tmp_path / "m.npz")
+
+
+@pytest.mark.parametrize(("big", "small"), [((16, 16), (4, 4)), ((15, 12), (6, 5))])
+def test_lowres_convention_keeps_intensity(big, small):
+    """A constant image keeps its value; lowres_to_kspace inverts kspace_to_lowres exactly."""
+    x = np.full(big, 3.0)
+    k = centred_fft2(x)
+    h0, w0 = big[0] // 2 - small[0] // 2, big[1] // 2 - small[1] // 2
+    y = k[h0:h0 + small[0], w0:w0 + small[1]]
+    lowres = kspace_to_lowres(y, big)
+    np.testing.assert_allclose(lowres, 3.0, atol=1e-12)
+    np.testing.assert_allclose(lowres_to_kspace(lowres, big), y, atol=1e-12)
+
+
+def test_resampled_affine_keeps_centre_orientation_and_fov():
+    a = _affine()
+    old, new = (128, 96, 7), (32, 24, 7)
+    b = resampled_affine(a, old, new)
+    centre = lambda aff, shape: aff @ np.array([shape[0] // 2, shape[1] // 2, 3, 1.0])  # noqa: E731
+    np.testing.assert_allclose(centre(a, old), centre(b, new), atol=1e-12)
+    np.testing.assert_allclose(b[:3, :2], a[:3, :2] * 4, atol=1e-12)  # voxel size x4
+    np.testing.assert_allclose(b[:3, 2], a[:3, 2])  # slice axis untouched
+    np.testing.assert_allclose(resampled_affine(b, new, old), a, atol=1e-12)  # exact inverse
+
+
+def test_resampled_affine_matches_the_fft_resampling():
+    """A blob resampled by k-space crop sits at the same world position on the new grid."""
+    n, m = 64, 16
+    i = np.arange(n)
+    xx, yy = np.meshgrid(i, i, indexing="ij")
+    blob = np.exp(-((xx - 37.0) ** 2 + (yy - 21.0) ** 2) / (2 * 6.0**2))
+    y = centred_fft2(blob)[n // 2 - m // 2:n // 2 + m // 2, n // 2 - m // 2:n // 2 + m // 2]
+    low = np.abs(kspace_to_lowres(y, (n, n)))
+    j = np.arange(m)
+    centroid = [float((low.sum(1 - d) * j).sum() / low.sum()) for d in (0, 1)]
+    a = np.diag([1.0, 1.0, 1.0, 1.0])
+    b = resampled_affine(a, (n, n, 1), (m, m, 1))
+    world = b @ np.array([*centroid, 0, 1])
+    np.testing.assert_allclose(world[:2], [37.0, 21.0], atol=0.05)
+
+
+def test_slices_round_trip():
+    v = np.arange(60).reshape(3, 4, 5)
+    for axis in (0, 1, 2):
+        s = to_slices(v, axis)
+        assert s.shape[0] == v.shape[axis]
+        np.testing.assert_array_equal(from_slices(s, 3, axis), v)
+        np.testing.assert_array_equal(from_slices(np.stack([s, s]), 3, axis)[1], v)
+    np.testing.assert_array_equal(from_slices(to_slices(v[0], None), 2, None), v[0])
+
+
+def test_nifti_header_is_image(tmp_path):
+    img = nib.Nifti1Image(np.ones((4, 4, 2), np.float32), np.eye(4))
+    nib.save(img, tmp_path / "ok.nii")
+    assert read_image(tmp_path / "ok.nii").data.shape == (4, 4, 2)

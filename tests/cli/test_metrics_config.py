@@ -1,0 +1,101 @@
+"""Metrics against hand computations; configuration parsing and layering; manifests."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from invdiff.config import ConfigError, SolveConfig, load_config, parse_config, resolve_config
+from invdiff.manifest import ManifestError, read_manifest, sha256_file, write_manifest
+from invdiff.metrics import auto_mask, evaluate
+
+
+def test_metrics_match_definitions():
+    rng = np.random.default_rng(0)
+    ref = rng.random((16, 12, 3))
+    rec = ref + 0.01 * rng.standard_normal(ref.shape)
+    m = evaluate(ref, rec, axis=2)
+    mse = np.mean((ref - rec) ** 2)
+    rng_ = ref.max() - ref.min()
+    assert m.psnr == pytest.approx(10 * math.log10(rng_**2 / mse))
+    assert m.nmse == pytest.approx(np.sum((ref - rec) ** 2) / np.sum(ref**2))
+    assert len(m.slices) == 3 and m.n_voxels == ref.size
+    assert m.slices[1].psnr == pytest.approx(
+        10 * math.log10(rng_**2 / np.mean((ref[:, :, 1] - rec[:, :, 1]) ** 2)))
+    assert 0.9 < m.ssim < 1.0
+    assert evaluate(ref, ref).ssim == pytest.approx(1.0) and evaluate(ref, ref).psnr == math.inf
+
+
+def test_mask_restricts_voxels():
+    ref = np.zeros((16, 16))
+    ref[4:12, 4:12] = 1.0
+    rec = ref.copy()
+    rec[0, 0] = 5.0  # an error in the background only
+    mask = auto_mask(ref)
+    assert mask.sum() == 64
+    assert evaluate(ref, rec, mask).psnr == math.inf
+    assert evaluate(ref, rec).psnr < 40
+
+
+def test_metrics_shape_mismatch():
+    with pytest.raises(ValueError, match="differ"):
+        evaluate(np.ones((4, 4)), np.ones((4, 5)))
+
+
+def test_config_layers_and_types(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('operator = "kcrop:32"\nlambda = 1\nsteps = 7\n[options]\neta = 0.0\n')
+    layer = load_config(p)
+    assert layer == {"operator": "kcrop:32", "lam": 1.0, "steps": 7, "options": {"eta": 0.0}}
+    cfg = resolve_config(layer, {"steps": 3, "seed": None})
+    assert (cfg.steps, cfg.lam, cfg.seed, cfg.options) == (3, 1.0, 0, {"eta": 0.0})
+    assert cfg.to_toml_dict()["lambda"] == 1.0
+    assert resolve_config(parse_config(cfg.to_toml_dict())) == cfg
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("stpes = 3\n", "unknown key 'stpes'"),
+        ('steps = "many"\n', "steps must be int"),
+        ("save_samples = 1\n", "save_samples must be bool"),
+        ("steps = [\n", "malformed TOML"),
+        ("[options]\nx = [1, 2]\n", "options.x"),
+    ],
+)
+def test_bad_config(tmp_path, text, message):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(p)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"lam": 0.0}, {"steps": 0}, {"device": "gpu"}, {"samples": 0}, {"axis": 3}]
+)
+def test_bad_values(kwargs):
+    with pytest.raises(ConfigError):
+        SolveConfig(**kwargs)
+
+
+def test_shipped_configs_parse():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    files = sorted(root.glob("*.toml"))
+    assert {f.name for f in files} >= {"seed-32.toml", "seed-64.toml", "fast-50.toml"}
+    for f in files:
+        resolve_config(load_config(f))
+
+
+def test_manifest_round_trip(tmp_path):
+    p = tmp_path / "m.json"
+    write_manifest(p, {"config": {"steps": 1}, "input": {"path": "x"}, "residual": np.float32(0.5)})
+    rec = read_manifest(p)
+    assert rec["residual"] == 0.5 and rec["format"] == "invdiff.manifest"
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(ManifestError, match="not an invdiff manifest"):
+        read_manifest(tmp_path / "bad.json")
+    assert len(sha256_file(p)) == 64
