@@ -2,18 +2,20 @@
 
 Quick start (one process, CPU or GPU)::
 
-    from invdiff.priors.vdm import VDMConfig
-    from invdiff.training import DataConfig, TrainConfig, train
+    from invdiff.training import cli_train
 
-    cfg = TrainConfig(model=VDMConfig(), data=DataConfig(paths=("invdiff/data/brain128.npz",)),
-                      output="vdm.ckpt", max_minutes=60)
-    train(cfg)
-    train(dataclasses.replace(cfg, resume=True))   # a later session continues the run
+    cli_train(["invdiff/data/brain128.npz"], "vdm.ckpt", steps=20_000, minutes=60, bf16=True)
+    cli_train(["invdiff/data/brain128.npz"], "vdm.ckpt", steps=20_000, minutes=60, bf16=True,
+              resume=True)                       # a later session continues the same run
+
+or with full control: ``train(TrainConfig(model=VDMConfig.preset("default"), data=DataConfig(
+paths=("invdiff/data/brain128.npz",)), output="vdm.ckpt", ...))``.
 
 See docs/training.md for every option, resume and ``torchrun``.
 """
 
 from invdiff.training.augment import AugmentParams, apply_augment, sample_augment
+from invdiff.training.cli import cli_train
 from invdiff.training.config import (
     AugmentConfig,
     DataConfig,
@@ -33,6 +35,7 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "apply_augment",
+    "cli_train",
     "load_image_sets",
     "log_path",
     "resume_path",

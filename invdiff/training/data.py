@@ -39,8 +39,6 @@ class ImageSets:
 
 def load_image_sets(config: DataConfig) -> ImageSets:
     """Load every input named in ``config`` into memory (see module docstring)."""
-    from invdiff.training.slices import load_slice_sets
-
     npz = [Path(p) for p in config.paths if Path(p).suffix == NPZ_SUFFIX]
     other = [Path(p) for p in config.paths if Path(p).suffix != NPZ_SUFFIX]
     train: list[Tensor] = []
@@ -50,6 +48,8 @@ def load_image_sets(config: DataConfig) -> ImageSets:
         if not config.val_paths:
             val.append(load_npz(p, config.val_key, config.image_size, required=False))
     if other:
+        from invdiff.training.slices import load_slice_sets
+
         sets = load_slice_sets(other, config, hold_out=not config.val_paths)
         train.append(sets.train)
         val.append(sets.val)
@@ -57,6 +57,8 @@ def load_image_sets(config: DataConfig) -> ImageSets:
         if p.suffix == NPZ_SUFFIX:
             val.append(load_npz(p, config.val_key, config.image_size))
         else:
+            from invdiff.training.slices import load_slice_sets
+
             val.append(load_slice_sets([p], config, hold_out=False).train)
     out = ImageSets(train=_cat(train, config.image_size), val=_cat(val, config.image_size))
     if len(out.train) == 0:

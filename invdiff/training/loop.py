@@ -48,9 +48,9 @@ from invdiff.training.state import (
     atomic_write,
     load_module_state,
     load_resume,
-    rng_states,
+    rank_rng_states,
     save_resume,
-    set_rng_states,
+    set_rank_rng_states,
 )
 
 #: Seed of the generator used for every validation pass (same noise and times each time).
@@ -97,7 +97,11 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0
         )
-        # augmentation: identical on all ranks (drawn for the global batch); loss noise: per rank
+        # augmentation: identical on all ranks (drawn for the global batch); loss noise and the
+        # global generators (dropout): per rank
+        torch.manual_seed(config.seed * 65_537 + 3 + self.info.rank)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(config.seed * 65_537 + 3 + self.info.rank)
         self.gen_augment = torch.Generator().manual_seed(config.seed + 1)
         self.gen_loss = torch.Generator(self.device).manual_seed(
             config.seed * 65_537 + 2 + self.info.rank
@@ -181,18 +185,19 @@ class Trainer:
 
     def checkpoint(self) -> None:
         """Export the EMA prior and write the resume file (rank 0), atomically."""
-        loss_states = tdist.all_gather(self.gen_loss.get_state(), self.info)
+        own = rank_rng_states({"loss": self.gen_loss}, self.device)
+        rng = {f"{k}_rank{r}": v for k in sorted(own)
+               for r, v in enumerate(tdist.all_gather(own[k], self.info))}
+        rng["gen_augment"] = self.gen_augment.get_state()
         if self.info.is_main:
             meta = {"step": self.step_count, "images_seen": self.images_seen,
                     "val_bpd": self.last_val, "train_config": config_to_dict(self.config)}
             with atomic_write(self.output) as tmp:
                 self.export(tmp, self.ema, meta)
-            save_resume(resume_path(self.output), self._state(loss_states))
+            save_resume(resume_path(self.output), self._state(rng))
         tdist.barrier(self.info)
 
-    def _state(self, loss_states: list[Tensor]) -> ResumeState:
-        rng = rng_states({"augment": self.gen_augment})
-        rng.update({f"gen_loss_rank{r}": st for r, st in enumerate(loss_states)})
+    def _state(self, rng: dict[str, Tensor]) -> ResumeState:
         return ResumeState(
             model=self.model.state_dict(),
             ema=self.ema.state_dict(),
@@ -220,8 +225,11 @@ class Trainer:
         self.step_count = int(state.meta["step"])
         self.images_seen = int(state.meta["images_seen"])
         self.last_val = state.meta.get("val_bpd")
-        set_rng_states(state.rng, {"augment": self.gen_augment,
-                                   f"loss_rank{self.info.rank}": self.gen_loss})
+        set_rank_rng_states(state.rng, {"loss": self.gen_loss}, self.device,
+                            suffix=f"_rank{self.info.rank}")
+        if "gen_augment" not in state.rng:
+            raise ValueError(f"resume file {path} has no augmentation generator state")
+        self.gen_augment.set_state(state.rng["gen_augment"])
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> Path:
@@ -334,8 +342,8 @@ def train(config: TrainConfig) -> Path:
     from invdiff.priors.checkpoint import save_prior
     from invdiff.priors.vdm import VDM
 
-    torch.manual_seed(config.seed)
-    model = VDM(config.model)
+    torch.manual_seed(config.seed)  # the U-Net uses torch's default initialisers
+    model = VDM(config.model, generator=torch.Generator().manual_seed(config.seed))
     return Trainer(config, model, _save_prior_export(save_prior)).run()
 
 

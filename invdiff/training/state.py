@@ -143,30 +143,32 @@ def load_module_state(module: nn.Module, sd: dict[str, Tensor], what: str) -> No
         )
 
 
-def rng_states(generators: dict[str, torch.Generator]) -> dict[str, Tensor]:
-    """States of the global generators and of ``generators``, as uint8 tensors."""
+def rank_rng_states(generators: dict[str, torch.Generator],
+                    device: torch.device) -> dict[str, Tensor]:
+    """This process's generator states as uint8 tensors: the global CPU generator, the global
+    CUDA generator of ``device`` (if CUDA) and ``generators``, by name."""
     out = {"torch_cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            out[f"torch_cuda{i}"] = s
+    if device.type == "cuda":
+        out["torch_cuda"] = torch.cuda.get_rng_state(device)
     for name, g in generators.items():
         out[f"gen_{name}"] = g.get_state()
     return out
 
 
-def set_rng_states(states: dict[str, Tensor], generators: dict[str, torch.Generator]) -> None:
-    """Inverse of :func:`rng_states` (CUDA states only where the device exists)."""
-    torch.set_rng_state(states["torch_cpu"])
-    for k, s in states.items():
-        if k.startswith("torch_cuda") and torch.cuda.is_available():
-            i = int(k.removeprefix("torch_cuda"))
-            if i < torch.cuda.device_count():
-                torch.cuda.set_rng_state(s, i)
+def set_rank_rng_states(states: dict[str, Tensor], generators: dict[str, torch.Generator],
+                        device: torch.device, suffix: str = "") -> None:
+    """Inverse of :func:`rank_rng_states`; keys are looked up with ``suffix`` appended."""
+
+    def get(key: str) -> Tensor:
+        if key + suffix not in states:
+            raise ValueError(f"resume file has no generator state {key + suffix!r}")
+        return states[key + suffix]
+
+    torch.set_rng_state(get("torch_cpu"))
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(get("torch_cuda"), device)
     for name, g in generators.items():
-        key = f"gen_{name}"
-        if key not in states:
-            raise ValueError(f"resume file has no state for generator {name!r}")
-        g.set_state(states[key])
+        g.set_state(get(f"gen_{name}"))
 
 
 def _own(t: Tensor) -> Tensor:

@@ -1,0 +1,74 @@
+"""Plain-argument entry point for ``invdiff train`` (the typer command wraps this one call)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from invdiff.training.config import AugmentConfig, DataConfig, TrainConfig
+from invdiff.training.loop import train
+
+
+def cli_train(
+    data: Sequence[str | Path],
+    output: str | Path = "vdm.ckpt",
+    *,
+    preset: str = "default",
+    val_data: Sequence[str | Path] = (),
+    steps: int = 10_000,
+    minutes: float | None = None,
+    batch_size: int = 16,
+    lr: float = 2e-4,
+    warmup: int = 200,
+    ema_decay: float = 0.999,
+    seed: int = 0,
+    resume: bool = False,
+    device: str = "auto",
+    bf16: bool = False,
+    compile: bool = False,
+    image_size: int | None = None,
+    axes: Sequence[int] = (2,),
+    augment: bool = True,
+    val_every: int = 500,
+    ckpt_every: int = 250,
+    log_every: int = 10,
+    progress: bool = True,
+) -> Path:
+    """Train a VDM prior from files and return the path of the written prior.
+
+    Args:
+        data: ``.npz`` stacks, NIfTI volumes or PNG folders (see :class:`DataConfig`).
+        output: prior file to write; ``<stem>.resume.safetensors`` and ``<stem>.log.jsonl``
+            go next to it.
+        preset: model size, a :meth:`VDMConfig.preset` name (``default``, ``large``, ``tiny``).
+        val_data: held-out inputs (default: the ``val`` array of npz inputs, or a fraction
+            of the volumes/folders).
+        steps: stop at this total step count (counted across resumed runs).
+        minutes: also stop, with a checkpoint, after this many minutes of this invocation.
+        batch_size: global batch per step (split over ``torchrun`` ranks).
+        lr, warmup, ema_decay, seed: optimisation settings (see :class:`TrainConfig`).
+        resume: continue from the resume file next to ``output``.
+        device: ``auto``, ``cpu``, ``cuda``...; bf16: bf16 autocast; compile: ``torch.compile``.
+        image_size: side of the model's square images (default: the preset's, 128).
+        axes: volume axes to slice (``(0, 1, 2)`` for all three orientations).
+        augment: flips, small rotations/scalings and intensity gamma (default settings).
+        val_every, ckpt_every, log_every: intervals in steps.
+        progress: show the progress display.
+    """
+    from invdiff.priors.config import VDMConfig
+
+    overrides = {} if image_size is None else {"image_size": image_size}
+    model = VDMConfig.preset(preset, **overrides)
+    config = TrainConfig(
+        model=model,
+        data=DataConfig(paths=tuple(str(p) for p in data),
+                        val_paths=tuple(str(p) for p in val_data),
+                        image_size=model.image_size, axes=tuple(axes)),
+        augment=AugmentConfig(enabled=augment),
+        output=str(output),
+        batch_size=batch_size, lr=lr, warmup_steps=warmup, ema_decay=ema_decay,
+        max_steps=steps, max_minutes=minutes, val_every=val_every, ckpt_every=ckpt_every,
+        log_every=log_every, seed=seed, device=device, bf16=bf16, compile=compile,
+        resume=resume, progress=progress,
+    )
+    return train(config)
