@@ -1,0 +1,109 @@
+"""Prior checkpoints: bit-exact round trip, atomic writes, and clear errors on bad files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+
+import pytest
+import safetensors.torch
+import torch
+
+from invdiff import __version__
+from invdiff.priors.checkpoint import (
+    CheckpointError,
+    load_prior,
+    read_checkpoint_info,
+    save_prior,
+)
+from invdiff.priors.vdm import VDMPrior
+
+
+def test_round_trip_is_bit_exact(tmp_path, tiny_vdm, images):
+    path = tmp_path / "vdm.ckpt"
+    save_prior(path, tiny_vdm, metadata={"step": 12, "data": "colin27"})
+    prior = load_prior(path)
+    assert isinstance(prior, VDMPrior) and prior.config == tiny_vdm.config
+    want, got = tiny_vdm.state_dict(), prior.model.state_dict()
+    assert want.keys() == got.keys()
+    for k in want:
+        assert torch.equal(want[k], got[k]), k
+    t = torch.tensor(0.4)
+    with torch.no_grad():
+        assert torch.equal(prior.eps(images, t), tiny_vdm.eval().eps(images, t))
+    info = read_checkpoint_info(path)
+    assert info["metadata"] == {"step": 12, "data": "colin27"}
+    assert info["version"] == __version__ and info["config"] == tiny_vdm.config
+    assert [p.name for p in tmp_path.iterdir()] == ["vdm.ckpt"]  # no temporary file left
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_round_trip_fixed_schedules(tmp_path, tiny_config, vdm_factory, schedule):
+    model = vdm_factory(dataclasses.replace(tiny_config, schedule=schedule))
+    save_prior(tmp_path / "p.safetensors", model)
+    prior = load_prior(tmp_path / "p.safetensors")
+    t = torch.linspace(0, 1, 5)
+    assert torch.equal(prior.gamma(t), model.gamma(t).detach())
+
+
+def test_overwrite_replaces_file(tmp_path, tiny_config, vdm_factory):
+    path = tmp_path / "vdm.ckpt"
+    save_prior(path, vdm_factory(tiny_config, seed=1))
+    second = vdm_factory(tiny_config, seed=2)
+    save_prior(path, second)
+    loaded = load_prior(path).model.state_dict()
+    assert all(torch.equal(v, loaded[k]) for k, v in second.state_dict().items())
+
+
+def test_torch_save_file_is_refused(tmp_path, tiny_vdm):
+    path = tmp_path / "vdm.ckpt"
+    torch.save(tiny_vdm.state_dict(), path)
+    with pytest.raises(CheckpointError, match="never unpickles"):
+        load_prior(path)
+
+
+def test_raw_pickle_is_refused(tmp_path):
+    path = tmp_path / "vdm.pkl"
+    path.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_prior(path)
+
+
+@pytest.mark.parametrize("keep", [0, 5, 40, -100])
+def test_truncated_file(tmp_path, tiny_vdm, keep):
+    path = tmp_path / "vdm.ckpt"
+    save_prior(path, tiny_vdm)
+    data = path.read_bytes()
+    path.write_bytes(data[:keep] if keep >= 0 else data[:keep])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_prior(path)
+
+
+def test_tensors_not_matching_config(tmp_path, tiny_vdm):
+    path = tmp_path / "vdm.ckpt"
+    wrong = dataclasses.replace(tiny_vdm.config, unet_channels=(8, 24))
+    meta = {
+        "invdiff.format": "invdiff-vdm/1",
+        "invdiff.config": json.dumps(wrong.to_dict()),
+        "invdiff.version": __version__,
+    }
+    safetensors.torch.save_file(dict(tiny_vdm.state_dict()), path, metadata=meta)
+    with pytest.raises(CheckpointError, match="do not match the stored configuration"):
+        load_prior(path)
+
+
+def test_foreign_safetensors_file(tmp_path):
+    path = tmp_path / "other.safetensors"
+    safetensors.torch.save_file({"w": torch.zeros(3)}, path)
+    with pytest.raises(CheckpointError, match="not an invdiff prior checkpoint"):
+        load_prior(path)
+
+
+def test_garbage_and_missing_files(tmp_path):
+    path = tmp_path / "junk.ckpt"
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        load_prior(path)
+    with pytest.raises(FileNotFoundError, match="no prior checkpoint"):
+        load_prior(tmp_path / "absent.ckpt")
