@@ -1,0 +1,107 @@
+"""Prior discovery: built-ins and plugins through the ``invdiff.priors`` entry-point group.
+
+An entry point names a callable ``(device: str) -> Prior``. The group is read once and cached
+(:func:`reload_plugins` re-reads it after installing a plugin). A duplicate name warns and the
+first wins; a plugin whose module fails to import warns and is skipped by :func:`list_priors`,
+and naming it in :func:`resolve_prior` raises the import failure.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from functools import cache, lru_cache
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+
+from invdiff.priors.base import Prior
+from invdiff.priors.checkpoint import load_prior
+
+GROUP = "invdiff.priors"
+DEFAULT = "default"
+
+
+class UnknownPriorError(ValueError):
+    """Neither an existing checkpoint file nor a registered prior name."""
+
+
+class PriorPluginError(ImportError):
+    """A registered prior plugin could not be imported."""
+
+
+@lru_cache(maxsize=1)
+def _entry_points() -> dict[str, EntryPoint]:
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=GROUP):
+        if ep.name in found:
+            if found[ep.name].value != ep.value:
+                warnings.warn(
+                    f"prior {ep.name!r} registered twice ({found[ep.name].value}, {ep.value});"
+                    " using the first",
+                    stacklevel=3,
+                )
+            continue
+        found[ep.name] = ep
+    return found
+
+
+@cache
+def _load(name: str) -> Callable[[str], Prior]:
+    ep = _entry_points()[name]
+    try:
+        return ep.load()
+    except Exception as err:  # a broken plugin must not take the others down
+        raise PriorPluginError(
+            f"prior plugin {name!r} ({ep.value}) failed to import: {type(err).__name__}: {err}"
+        ) from err
+
+
+def reload_plugins() -> None:
+    """Forget the cached entry points (after installing or removing a plugin)."""
+    _entry_points.cache_clear()
+    _load.cache_clear()
+
+
+def list_priors() -> dict[str, str]:
+    """``{name: "module:attr"}`` of the priors that import; broken plugins warn and are skipped."""
+    out: dict[str, str] = {}
+    for name, ep in sorted(_entry_points().items()):
+        try:
+            _load(name)
+        except PriorPluginError as err:
+            warnings.warn(f"skipping {err}", stacklevel=2)
+            continue
+        out[name] = ep.value
+    return out
+
+
+def resolve_prior(name_or_path: str | os.PathLike[str] | None, device: str = "cpu") -> Prior:
+    """Turn a user's prior argument into a :class:`Prior` on ``device``.
+
+    ``None`` or ``"default"`` give the shipped default prior; an existing file is loaded with
+    :func:`~invdiff.priors.checkpoint.load_prior`; any other string is an entry-point name in
+    the ``invdiff.priors`` group.
+
+    Raises:
+        UnknownPriorError: not a file and not a registered name (the message lists the names).
+        PriorPluginError: the named plugin fails to import.
+        TypeError: the plugin returned something that is not a :class:`Prior`.
+    """
+    if name_or_path is None:
+        name_or_path = DEFAULT
+    if Path(name_or_path).is_file():
+        return load_prior(name_or_path, device=device)
+    name = str(name_or_path)
+    if name not in _entry_points():
+        known = ", ".join(sorted(_entry_points())) or "(none)"
+        raise UnknownPriorError(
+            f"{name!r} is neither an existing checkpoint file nor a registered prior; "
+            f"known priors: {known}"
+        )
+    prior = _load(name)(device)
+    if not isinstance(prior, Prior):
+        raise TypeError(
+            f"prior plugin {name!r} returned {type(prior).__name__}, expected an invdiff Prior"
+        )
+    return prior

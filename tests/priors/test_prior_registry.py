@@ -1,0 +1,125 @@
+"""Prior registry: default entry point, checkpoint paths, an installed plugin, broken plugins."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from invdiff.priors import default as default_module
+from invdiff.priors import registry
+from invdiff.priors.base import Prior
+from invdiff.priors.checkpoint import save_prior
+from invdiff.priors.default import DefaultPriorMissingError
+from invdiff.priors.vdm import VDMPrior
+
+PLUGIN_SRC = Path(__file__).resolve().parents[1] / "plugins" / "tiny_prior_plugin"
+PLUGIN_DIST = "invdiff-tiny-prior-plugin"
+
+
+@pytest.fixture(scope="session")
+def tiny_plugin(tmp_path_factory) -> str:
+    """Install the tiny plugin distribution into the running interpreter (once; idempotent)."""
+    try:
+        importlib.metadata.distribution(PLUGIN_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        src = tmp_path_factory.mktemp("plugin") / "tiny_prior_plugin"  # keep build files out
+        shutil.copytree(PLUGIN_SRC, src)
+        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation"]
+        subprocess.run([*cmd, "-q", str(src)], check=True, capture_output=True)
+        importlib.invalidate_caches()
+    registry.reload_plugins()
+    return "tiny-test-prior"
+
+
+@pytest.fixture
+def fresh_registry():
+    registry.reload_plugins()
+    yield
+    registry.reload_plugins()
+
+
+def test_installed_plugin_resolves_by_name(tiny_plugin, fresh_registry):
+    assert registry.list_priors()[tiny_plugin] == "tiny_prior_plugin:load"
+    prior = registry.resolve_prior(tiny_plugin)
+    assert isinstance(prior, Prior) and prior.image_shape == (1, 4, 4)
+    x_t = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    _, sigma = prior.alpha_sigma(torch.tensor(0.5))
+    torch.testing.assert_close(prior.eps(x_t, torch.tensor(0.5)), sigma * x_t)
+
+
+def test_builtin_default_is_listed(fresh_registry):
+    assert registry.list_priors()["default"] == "invdiff.priors.default:load_default_prior"
+
+
+def test_missing_default_weights_give_clear_error(fresh_registry, monkeypatch, tmp_path):
+    monkeypatch.setattr(default_module, "DEFAULT_WEIGHTS", tmp_path / "default.safetensors")
+    for name in (None, "default"):
+        with pytest.raises(DefaultPriorMissingError, match="not shipped yet"):
+            registry.resolve_prior(name)
+
+
+def test_default_loads_shipped_weights(fresh_registry, monkeypatch, tmp_path, tiny_vdm):
+    weights = tmp_path / "default.safetensors"
+    save_prior(weights, tiny_vdm)
+    monkeypatch.setattr(default_module, "DEFAULT_WEIGHTS", weights)
+    prior = registry.resolve_prior(None)
+    assert isinstance(prior, VDMPrior) and prior.config == tiny_vdm.config
+
+
+def test_checkpoint_path_resolves(tmp_path, tiny_vdm, fresh_registry):
+    path = tmp_path / "vdm.ckpt"
+    save_prior(path, tiny_vdm)
+    for arg in (path, str(path)):
+        prior = registry.resolve_prior(arg)
+        assert isinstance(prior, VDMPrior) and prior.image_shape == (1, 16, 16)
+
+
+def test_unknown_name_lists_known_priors(fresh_registry):
+    with pytest.raises(registry.UnknownPriorError, match=r"known priors: .*default"):
+        registry.resolve_prior("no-such-prior")
+
+
+def _with_extra(monkeypatch, *extra: importlib.metadata.EntryPoint) -> None:
+    real = registry.entry_points
+
+    def fake(group: str):
+        return [*real(group=group), *extra]
+
+    monkeypatch.setattr(registry, "entry_points", fake)
+    registry.reload_plugins()
+
+
+def test_broken_plugin_warns_and_is_skipped(monkeypatch, fresh_registry):
+    broken = importlib.metadata.EntryPoint(
+        name="broken", value="invdiff_no_such_module_xyz:load", group=registry.GROUP
+    )
+    _with_extra(monkeypatch, broken)
+    with pytest.warns(UserWarning, match="'broken'.*failed to import"):
+        names = registry.list_priors()
+    assert "broken" not in names and "default" in names
+    with pytest.raises(registry.PriorPluginError, match="ModuleNotFoundError"):
+        registry.resolve_prior("broken")
+
+
+def test_duplicate_plugin_warns_first_wins(monkeypatch, fresh_registry):
+    dup = importlib.metadata.EntryPoint(
+        name="default", value="invdiff_other:load", group=registry.GROUP
+    )
+    _with_extra(monkeypatch, dup)
+    with pytest.warns(UserWarning, match="registered twice"):
+        names = registry.list_priors()
+    assert names["default"] == "invdiff.priors.default:load_default_prior"
+
+
+def test_plugin_returning_non_prior_is_a_type_error(monkeypatch, fresh_registry):
+    odd = importlib.metadata.EntryPoint(name="odd", value="builtins:str", group=registry.GROUP)
+    _with_extra(monkeypatch, odd)
+    with pytest.raises(TypeError, match="expected an invdiff Prior"):
+        registry.resolve_prior("odd")
