@@ -72,7 +72,8 @@ def apply_augment(x: Tensor, params: AugmentParams) -> Tensor:
 
 
 def _warp(x: Tensor, angle: Tensor, log_scale: Tensor) -> Tensor:
-    """Rotate by ``angle`` and zoom by ``exp(log_scale)`` about the image centre.
+    """Rotate by ``angle`` (clockwise as displayed, row 0 on top) and zoom by ``exp(log_scale)``
+    about the image centre.
 
     ``affine_grid`` maps output coordinates to input coordinates, so the matrix is the inverse
     transform ``R(-angle) / scale`` (in normalised coordinates, aspect-corrected for H != W).
