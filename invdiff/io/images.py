@@ -54,13 +54,16 @@ def image_kind(path: str | os.PathLike) -> str:
     )
 
 
-def read_image(path: str | os.PathLike, frame: int | None = None) -> Image:
+def read_image(
+    path: str | os.PathLike, frame: int | None = None, allow_zero: bool = False
+) -> Image:
     """Read and validate a magnitude image.
 
     Args:
         path: a ``.nii``/``.nii.gz``, ``.png`` or ``.npy`` file.
         frame: for 4D input ``(X, Y, Z, T)``, the index along the last axis to use. 4D input
             without it is an error; trailing singleton axes are dropped first.
+        allow_zero: accept an all-zero image (a reconstruction to evaluate may be one).
 
     Complex input is an error rather than silently taking its magnitude: complex data belongs in
     a measurement file (see docs/formats.md).
@@ -77,7 +80,7 @@ def read_image(path: str | os.PathLike, frame: int | None = None) -> Image:
     else:
         data = _read_npy(path)
     data = _select_frame(np.asarray(data), frame, path)
-    return Image(data=_validated(data, path), affine=affine, kind=kind)
+    return Image(data=_validated(data, path, allow_zero), affine=affine, kind=kind)
 
 
 def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +145,7 @@ def _select_frame(data: np.ndarray, frame: int | None, path: Path) -> np.ndarray
     return data
 
 
-def _validated(data: np.ndarray, path: Path) -> np.ndarray:
+def _validated(data: np.ndarray, path: Path, allow_zero: bool = False) -> np.ndarray:
     if data.dtype.kind == "c":
         raise ImageError(
             f"{path}: complex data {data.dtype}; a magnitude image is expected "
@@ -155,7 +158,7 @@ def _validated(data: np.ndarray, path: Path) -> np.ndarray:
     if not finite.all():
         n_bad = int((~finite).sum())
         raise ImageError(f"{path}: {n_bad} voxel(s) are NaN or Inf")
-    if not np.any(data):
+    if not allow_zero and not np.any(data):
         raise ImageError(f"{path}: the image is all zero")
     if min(data.shape) < 2:
         raise ImageError(f"{path}: image of shape {data.shape} is too small")

@@ -8,7 +8,7 @@ it without other files (see ``docs/formats.md`` for the full table of keys):
 ``kspace``        complex array ``(S, *oshape)``: one measurement per slice
 ``operator``      the operator spec string (``kcrop:32``) acting on ``(H, W)`` images
 ``image_shape``   ``(H, W)``, the image grid the operator acts on
-``noise_sigma``   std of the Gaussian noise added to each real and imaginary part of ``kspace``
+``noise_sigma``   RMS noise magnitude per entry of ``kspace`` (as ``operators.noise.GaussianNoise``)
 ``scale``         the intensity scale ``s`` of :mod:`invdiff.intensity` (NaN when unknown)
 ``source_shape``  shape of the source image/volume (2 or 3 ints)
 ``source_affine`` 4x4 voxel-to-world affine of the source (NaN-filled when it had none)
@@ -57,7 +57,8 @@ class Measurement:
         kspace: complex ``(S, *oshape)``.
         operator: operator spec acting on images of ``image_shape``.
         image_shape: ``(H, W)``.
-        noise_sigma: std of the noise on each real and imaginary part of ``kspace``.
+        noise_sigma: RMS noise magnitude per entry of ``kspace`` (``sigma / sqrt(2)`` per real and
+            imaginary part, as :class:`invdiff.operators.noise.GaussianNoise`).
         scale: intensity scale of the source (``None`` when unknown).
         source_shape: shape of the source (2D ``(H, W)`` or 3D).
         source_affine: 4x4 affine of the source, or ``None``.

@@ -1,0 +1,39 @@
+"""The ``invdiff`` command line: a typer app whose commands are thin wrappers over the library.
+
+Each command lives in its own module of :mod:`invdiff.cli`; this module only assembles them.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from invdiff.cli import evaluate, listing, simulate, solve
+
+app = typer.Typer(
+    name="invdiff",
+    help="Inverse problems with diffusion priors: MR super-resolution from k-space and more.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("simulate", epilog=simulate.EPILOG)(simulate.simulate)
+app.command("solve", epilog=solve.EPILOG)(solve.solve)
+app.command("evaluate", epilog=evaluate.EPILOG)(evaluate.evaluate)
+
+priors_app = typer.Typer(help="Diffusion priors.", no_args_is_help=True)
+priors_app.command("list", epilog="Example: invdiff priors list")(listing.priors_list)
+app.add_typer(priors_app, name="priors")
+
+operators_app = typer.Typer(help="Forward operators.", no_args_is_help=True)
+operators_app.command("list", epilog="Example: invdiff operators list")(listing.operators_list)
+operators_app.command("check", epilog=listing.CHECK_EPILOG)(listing.operators_check)
+app.add_typer(operators_app, name="operators")
+
+solvers_app = typer.Typer(help="Solvers (posterior samplers and baselines).", no_args_is_help=True)
+solvers_app.command("list", epilog="Example: invdiff solvers list")(listing.solvers_list)
+app.add_typer(solvers_app, name="solvers")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

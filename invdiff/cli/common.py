@@ -1,0 +1,60 @@
+"""What every command shares: the ``--debug`` flag, one-line errors with exit code 2, consoles."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+#: Exit status for bad input (the same as click's usage errors).
+EXIT_BAD_INPUT = 2
+#: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+
+#: Errors that mean "bad input" and are reported in one line without a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError, LookupError)
+
+Debug = Annotated[
+    bool, typer.Option("--debug", help="Show the full traceback on errors.", show_default=False)
+]
+
+console = Console(stderr=True)
+stdout = Console()
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print ``error: message`` as one line on stderr and return the exit to raise."""
+    one_line = " ".join(str(message).split())
+    sys.stderr.write(f"error: {one_line}\n")
+    sys.stderr.flush()
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def user_errors(debug: bool) -> Iterator[None]:
+    """Turn bad-input exceptions into one line on stderr and exit code 2 (re-raise with debug)."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise fail(message or type(exc).__name__) from None
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    """``"37x31"`` -> ``(37, 31)``; ``"32"`` -> ``(32, 32)``."""
+    parts = text.lower().split("x")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise typer.BadParameter(f"expected HxW such as 37x31, got {text!r}") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise typer.BadParameter(f"expected HxW with positive sizes, got {text!r}")
+    return values  # type: ignore[return-value]

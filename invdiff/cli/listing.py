@@ -1,0 +1,86 @@
+"""``invdiff priors|operators|solvers list`` and ``invdiff operators check``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from invdiff.cli.common import Debug, parse_shape, stdout, user_errors
+
+CHECK_EPILOG = """\
+Example: invdiff operators check "kcrop:16" --shape 37x31
+"""
+
+
+def operators_list() -> None:
+    """List the registered operators (built-ins and plugins) with their descriptions."""
+    from invdiff.operators import list_operators
+
+    stdout.print(_table("operator", list_operators()))
+
+
+def solvers_list() -> None:
+    """List the registered solvers (built-ins and plugins) with their descriptions."""
+    from invdiff.solvers.registry import get_solver, list_solvers
+
+    rows = {}
+    for name in list_solvers():
+        try:
+            doc = (get_solver(name).__doc__ or "").strip().splitlines()
+            rows[name] = doc[0] if doc else ""
+        except Exception as exc:  # noqa: BLE001 (a broken plugin is listed, not fatal)
+            rows[name] = f"[red]fails to load: {type(exc).__name__}: {exc}[/red]"
+    stdout.print(_table("solver", rows))
+
+
+def priors_list() -> None:
+    """List the priors that can be named with --prior (built-ins and plugins)."""
+    from invdiff.priors.registry import list_priors
+
+    priors = list_priors()
+    rows = priors if isinstance(priors, dict) else {name: "" for name in priors}
+    rows = dict(rows)
+    rows.setdefault("PATH", "a checkpoint file written by invdiff train (e.g. vdm.ckpt)")
+    stdout.print(_table("prior", rows))
+
+
+def operators_check(
+    spec: Annotated[str, typer.Argument(help="Operator spec, e.g. kcrop:32 or a plugin's name.")],
+    shape: Annotated[str, typer.Option(help="Image shape HxW the operator acts on.")],
+    batch: Annotated[int, typer.Option(help="Leading batch size of the test inputs.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed of the random test inputs.")] = 0,
+    pinv: Annotated[bool, typer.Option(help="Also check pinv (slow for CG fallbacks).")] = True,
+    debug: Debug = False,
+) -> None:
+    """Run the operator conformance kit (adjoint, linearity, normal, pinv, CPU/CUDA)."""
+    import torch
+
+    from invdiff.operators import from_spec
+    from invdiff.operators.testing import check_operator
+
+    hw = parse_shape(shape)
+    with user_errors(debug):
+        op = from_spec(spec, hw)
+    stdout.print(f"{spec} on {hw[0]}x{hw[1]}: ishape {op.ishape} -> oshape {op.oshape}")
+    try:
+        check_operator(op, batches=((), (batch,)),
+                       generator=torch.Generator().manual_seed(seed), pinv=pinv)
+    except AssertionError as exc:
+        if debug:
+            raise
+        stdout.print(f"[red]FAIL[/red] {exc}")
+        raise typer.Exit(1) from None
+    stdout.print("[green]PASS[/green] adjoint, linearity, normal, selection-unitary"
+                 + (", pinv" if pinv else "") + (", CPU/CUDA" if torch.cuda.is_available() else "")
+                 + " in float32/complex64/float64/complex128")
+
+
+def _table(kind: str, rows: dict[str, str]) -> Table:
+    table = Table()
+    table.add_column(kind)
+    table.add_column("description")
+    for name, doc in rows.items():
+        table.add_row(name, doc.replace("``", ""))
+    return table

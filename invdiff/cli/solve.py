@@ -1,0 +1,162 @@
+"""``invdiff solve``: reconstruct a measurement file or a low-resolution image/volume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from invdiff.cli.common import EXIT_INTERRUPTED, Debug, console, fail, user_errors
+from invdiff.config import ConfigError, load_config, parse_config, resolve_config
+from invdiff.manifest import read_manifest
+from invdiff.pipeline.run import SolveRequest, run_solve
+from invdiff.pipeline.solve import SolveInterrupted
+
+EPILOG = """\
+Examples: invdiff solve meas.npz --prior vdm.ckpt --steps 50 --samples 4 --out recon.nii.gz
+| invdiff solve lowres.nii.gz --operator kcrop:32 --config configs/fast-50.toml --out recon.nii.gz
+| invdiff solve --manifest recon.nii.gz.manifest.json --out again.nii.gz   (repeat a run)
+"""
+
+
+def solve(
+    input: Annotated[
+        Path | None,
+        typer.Argument(help="Measurement .npz, or low-resolution NIfTI/PNG/.npy (image of the "
+                       "central k-space). Optional with --manifest."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output .nii.gz/.nii/.npy (or .png for 2D).")
+    ] = None,
+    operator: Annotated[
+        str | None, typer.Option(help="Operator spec; image input default kcrop:<h>x<w>.")
+    ] = None,
+    prior: Annotated[
+        str | None, typer.Option(help="'default', a checkpoint file, or a plugin name.")
+    ] = None,
+    solver: Annotated[str | None, typer.Option(help="Solver name (invdiff solvers list).")] = None,
+    lam: Annotated[
+        float | None, typer.Option("--lambda", help="Data-consistency weight in (0, 1].")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Sampling steps.")] = None,
+    samples: Annotated[
+        int | None, typer.Option(help="Posterior samples per slice; > 1 writes a std map.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N.")] = None,
+    batch: Annotated[int | None, typer.Option(help="Slices per solver call.")] = None,
+    axis: Annotated[int | None, typer.Option(help="Slice axis of 3D volumes (default 2).")] = None,
+    frame: Annotated[int | None, typer.Option(help="Volume index of 4D input.")] = None,
+    noise_sigma: Annotated[
+        float | None, typer.Option(help="Measurement noise RMS (input units).")
+    ] = None,
+    save_samples: Annotated[
+        bool | None, typer.Option("--save-samples", help="Also write every sample.")
+    ] = None,
+    option: Annotated[
+        list[str] | None, typer.Option(help="Solver option KEY=VALUE (repeatable), e.g. eta=0.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML configuration file.")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="Repeat the run recorded in this manifest.")
+    ] = None,
+    reference: Annotated[
+        Path | None, typer.Option(help="High-resolution reference: metrics in the manifest.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Reconstruct slice by slice with a diffusion prior; writes OUT and OUT.manifest.json."""
+    flags = {
+        "operator": operator, "prior": prior, "solver": solver, "lam": lam, "steps": steps,
+        "samples": samples, "seed": seed, "device": device, "batch": batch, "axis": axis,
+        "frame": frame, "noise_sigma": noise_sigma, "save_samples": save_samples,
+    }
+    with user_errors(debug):
+        if option:
+            flags["options"] = _parse_options(option)
+        layers: list[dict[str, Any]] = []
+        expected: dict[str, str | None] = {}
+        if manifest is not None:
+            record = read_manifest(manifest)
+            layers.append(parse_config(record["config"], f"{manifest} (config)"))
+            input = input or Path(record["input"]["path"])
+            out = out or Path(record["outputs"]["mean"])
+            expected = {"input": record["input"].get("sha256"),
+                        "prior": (record.get("prior") or {}).get("sha256")}
+        if config is not None:
+            layers.append(load_config(config))
+        if input is None:
+            raise fail("missing INPUT (or --manifest)")
+        if out is None:
+            raise fail("missing --out")
+        request = SolveRequest(
+            input=input, out=out, config=resolve_config(*layers, flags), reference=reference,
+            overwrite=overwrite, config_file=config, expected_sha256=expected,
+        )
+        _run(request, quiet)
+
+
+def _run(request: SolveRequest, quiet: bool) -> None:
+    columns = (TextColumn("solving {task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("slices"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=quiet, transient=False) as bar:
+        task = bar.add_task(request.input.name, total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            record = run_solve(request, progress)
+        except SolveInterrupted as stop:
+            bar.stop()
+            console.print(
+                f"interrupted: stopped after {stop.done} of {stop.total} slices of "
+                f"{request.input}; no output was written"
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt:
+            bar.stop()
+            console.print(f"interrupted before solving {request.input}; no output was written")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    console.print(
+        f"wrote {request.out} (residual |Ax-y|/|y| = {record['residual']:.3g}, "
+        f"{record['timings_s']['total']:.1f} s)"
+    )
+    metrics = record.get("metrics")
+    if metrics:
+        m = metrics["all_voxels"]
+        console.print(f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, NMSE {m['nmse']:.3e}")
+
+
+def _parse_options(items: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--option expects KEY=VALUE, got {item!r}")
+        options[key.strip()] = _value(text.strip())
+    return parse_config({"options": options}, "--option")["options"]
+
+
+def _value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

@@ -1,0 +1,36 @@
+"""File-level evaluation: read a reference, a reconstruction and a mask; compute the metrics."""
+
+from __future__ import annotations
+
+import os
+
+from invdiff.io import read_image
+from invdiff.metrics import Metrics, auto_mask, evaluate
+
+
+def evaluate_files(
+    reference: str | os.PathLike,
+    recon: str | os.PathLike,
+    mask: str | os.PathLike | None = None,
+    axis: int = 2,
+    frame: int | None = None,
+) -> Metrics:
+    """PSNR/SSIM/NMSE of the image in ``recon`` against ``reference``.
+
+    Args:
+        reference, recon: image files of the same shape (NIfTI, PNG, ``.npy``); the
+            reconstruction may be all zero (a failed method still gets its numbers).
+        mask: ``None`` (all voxels), ``"auto"`` (thresholded reference, see
+            :func:`invdiff.metrics.auto_mask`) or a mask image file (non-zero = inside).
+        axis: slice axis of 3D volumes for the per-slice table.
+        frame: volume index for 4D files.
+    """
+    ref = read_image(reference, frame=frame).data
+    rec = read_image(recon, frame=frame, allow_zero=True).data
+    if str(mask) == "auto":
+        m = auto_mask(ref)
+    elif mask is not None:
+        m = read_image(mask).data != 0
+    else:
+        m = None
+    return evaluate(ref, rec, m, axis=axis)

@@ -1,0 +1,187 @@
+"""Turning an input file into the per-slice problem a solver sees.
+
+Two kinds of input (see ``docs/formats.md``):
+
+* a measurement file (``.npz``) from ``invdiff simulate`` or written by the user: complex k-space
+  per slice, the operator spec and the image grid it acts on, the noise level, the source geometry;
+* a low-resolution magnitude image or volume (NIfTI, PNG, ``.npy``), taken as the image of the
+  central k-space (the convention of :mod:`invdiff.io.measurement`: ``y = sqrt(HW/hw) F_hw m``),
+  solved onto the prior's ``H x W`` grid with ``kcrop:hxw``; or, for an image-domain operator such
+  as ``downsample:K``, taken as the measurement itself.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from invdiff.config import SolveConfig
+from invdiff.intensity import robust_scale
+from invdiff.io import is_measurement_file, read_image, read_measurement, resampled_affine
+from invdiff.io.geometry import check_axis, to_slices
+from invdiff.io.measurement import lowres_to_kspace
+from invdiff.operators import from_spec
+from invdiff.operators.base import LinearOperator
+from invdiff.pipeline.orientation import SliceOrientation, display_orientation
+
+
+class ProblemError(ValueError):
+    """An input that does not fit the operator or the prior."""
+
+
+@dataclass(frozen=True)
+class SliceProblem:
+    """Measurements of ``S`` slices and how to put the result back into a volume.
+
+    Attributes:
+        y: ``(S, *oshape)`` measurements in the input's intensity units (complex for k-space).
+        operator: spec of the operator acting on ``image_shape`` slices.
+        image_shape: ``(H, W)`` of the reconstructed slices, in the file's voxel order.
+        noise_sigma: RMS noise per measured entry, input units.
+        scale: robust intensity scale ``s`` (:mod:`invdiff.intensity`).
+        ndim: 2 or 3, the dimensionality of the output.
+        axis: slice axis of a 3D output (``None`` for 2D).
+        affine: voxel-to-world affine of the output grid, or ``None``.
+        orientation: stored slice -> display orientation of the prior's training data.
+        kind: ``"measurement"`` or ``"image"``.
+    """
+
+    y: np.ndarray
+    operator: str
+    image_shape: tuple[int, int]
+    noise_sigma: float
+    scale: float
+    ndim: int
+    axis: int | None
+    affine: np.ndarray | None
+    orientation: SliceOrientation
+    kind: str
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of the reconstructed image or volume."""
+        s = self.y.shape[0]
+        if self.ndim == 2:
+            return self.image_shape
+        shape = list(self.image_shape)
+        shape.insert(self.axis, s)  # type: ignore[arg-type]
+        return tuple(shape)
+
+    def build_operator(self) -> LinearOperator:
+        return from_spec(self.operator, self.image_shape)
+
+
+def load_problem(
+    path: str | os.PathLike, config: SolveConfig, prior_hw: tuple[int, int]
+) -> SliceProblem:
+    """Read ``path`` and check it against the operator and the prior's image size ``prior_hw``."""
+    if is_measurement_file(path):
+        problem = _from_measurement(Path(path), config)
+    else:
+        problem = _from_image(Path(path), config, prior_hw)
+    expected = problem.orientation.stored_shape(prior_hw)
+    if problem.image_shape != expected:
+        raise ProblemError(
+            f"the prior models {prior_hw[0]}x{prior_hw[1]} images but the input's image grid is "
+            f"{problem.image_shape[0]}x{problem.image_shape[1]}"
+            + (" (transposed to the prior's orientation)" if problem.orientation.transpose else "")
+        )
+    return problem
+
+
+def _from_measurement(path: Path, config: SolveConfig) -> SliceProblem:
+    m = read_measurement(path)
+    if config.operator is not None and config.operator != m.operator:
+        raise ProblemError(
+            f"--operator {config.operator} differs from the measurement's operator {m.operator}; "
+            "a measurement file carries its own operator (leave --operator out)"
+        )
+    op = from_spec(m.operator, m.image_shape)
+    if tuple(m.kspace.shape[1:]) != tuple(op.oshape):
+        raise ProblemError(
+            f"{path}: kspace slices have shape {tuple(m.kspace.shape[1:])} but operator "
+            f"{m.operator} on {m.image_shape} gives {tuple(op.oshape)}"
+        )
+    ndim = 3 if m.source_shape is not None and len(m.source_shape) == 3 else 2
+    axis = m.axis if ndim == 3 else None
+    if ndim == 3 and (axis is None or m.source_shape[axis] != m.kspace.shape[0]):
+        raise ProblemError(
+            f"{path}: {m.kspace.shape[0]} slices do not match source shape {m.source_shape} "
+            f"along axis {axis}"
+        )
+    if ndim == 2 and m.kspace.shape[0] != 1:
+        raise ProblemError(f"{path}: {m.kspace.shape[0]} slices but a 2D source shape")
+    out_shape = _grid(m.image_shape, m.kspace.shape[0], ndim, axis)
+    affine = None if m.source_affine is None else resampled_affine(
+        m.source_affine, m.source_shape, out_shape)
+    scale = m.scale if m.scale is not None else _estimated_scale(m.kspace, op)
+    sigma = m.noise_sigma if config.noise_sigma is None else config.noise_sigma
+    return SliceProblem(
+        y=m.kspace, operator=m.operator, image_shape=m.image_shape, noise_sigma=sigma,
+        scale=scale, ndim=ndim, axis=axis, affine=affine,
+        orientation=display_orientation(m.source_affine, axis),
+        kind="measurement",
+    )
+
+
+def _from_image(path: Path, config: SolveConfig, prior_hw: tuple[int, int]) -> SliceProblem:
+    image = read_image(path, frame=config.frame)
+    ndim = image.data.ndim
+    axis = check_axis(3, config.axis) if ndim == 3 else None
+    orientation = display_orientation(image.affine, axis)
+    big = orientation.stored_shape(prior_hw)
+    slices = to_slices(image.data, axis)
+    small = tuple(slices.shape[-2:])
+    if small[0] > big[0] or small[1] > big[1]:
+        raise ProblemError(
+            f"input slices are {small[0]}x{small[1]}, larger than the prior's "
+            f"{big[0]}x{big[1]} images; nothing to super-resolve"
+        )
+    spec = config.operator or f"kcrop:{small[0]}x{small[1]}"
+    op = from_spec(spec, big)
+    if tuple(op.oshape) != small:
+        raise ProblemError(
+            f"operator {spec} on {big[0]}x{big[1]} images measures {tuple(op.oshape)} but the "
+            f"input slices are {small[0]}x{small[1]}"
+        )
+    if _is_kspace(op):
+        if spec.split(":")[0].strip() != "kcrop" or "|" in spec:
+            raise ProblemError(
+                f"an image input is the image of cropped k-space (kcrop) or an image-domain "
+                f"measurement; for {spec} pass a measurement file (see docs/formats.md)"
+            )
+        y = lowres_to_kspace(slices, big).astype(np.complex64)
+    else:
+        y = slices.astype(np.complex64)
+    out_shape = _grid(big, slices.shape[0], ndim, axis)
+    affine = None if image.affine is None else resampled_affine(
+        image.affine, image.data.shape, out_shape)
+    return SliceProblem(
+        y=y, operator=spec, image_shape=big, noise_sigma=config.noise_sigma or 0.0,
+        scale=robust_scale(torch.from_numpy(image.data)), ndim=ndim, axis=axis, affine=affine,
+        orientation=orientation, kind="image",
+    )
+
+
+def _grid(hw: tuple[int, int], s: int, ndim: int, axis: int | None) -> tuple[int, ...]:
+    if ndim == 2:
+        return tuple(hw)
+    shape = list(hw)
+    shape.insert(axis, s)  # type: ignore[arg-type]
+    return tuple(shape)
+
+
+def _is_kspace(op: LinearOperator) -> bool:
+    return bool(op(torch.zeros(1, *op.ishape)).is_complex())
+
+
+def _estimated_scale(kspace: np.ndarray, op: LinearOperator) -> float:
+    """Robust scale of the zero-filled images ``|A^+ y|`` (when the file carries none)."""
+    y = torch.from_numpy(kspace.astype(np.complex64))
+    if not _is_kspace(op):
+        y = y.real
+    return robust_scale(op.pinv(y).abs())

@@ -1,0 +1,195 @@
+"""``invdiff solve`` as one library call: files in, reconstruction and manifest out.
+
+:func:`run_solve` checks the outputs (never an input, never an existing file unless
+``overwrite``), loads the solver, the prior and the input, solves slice by slice, writes the
+mean (and the std map for ``samples > 1``, and every sample when asked) atomically, evaluates
+against a reference when one is given, and writes ``OUT.manifest.json`` last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from invdiff.config import SolveConfig
+from invdiff.io import check_outputs, image_kind, read_image, write_image
+from invdiff.manifest import ManifestError, environment, manifest_path, sha256_file, write_manifest
+from invdiff.metrics import auto_mask, evaluate
+from invdiff.pipeline.problem import load_problem
+from invdiff.pipeline.solve import SolveOutput, check_solver_options, solve_problem
+
+
+@dataclass(frozen=True)
+class SolveRequest:
+    """Files and settings of one solve.
+
+    Attributes:
+        input: measurement file or low-resolution image/volume.
+        out: output image path (``.nii``/``.nii.gz``, ``.npy``, ``.png`` for 2D).
+        config: the resolved configuration.
+        reference: optional high-resolution reference; metrics go into the manifest.
+        overwrite: replace existing outputs.
+        config_file: the TOML file the configuration came from (recorded, never overwritten).
+        expected_sha256: ``{"input": ..., "prior": ...}`` digests a re-run must match.
+    """
+
+    input: Path
+    out: Path
+    config: SolveConfig
+    reference: Path | None = None
+    overwrite: bool = False
+    config_file: Path | None = None
+    expected_sha256: dict[str, str | None] = field(default_factory=dict)
+
+
+def output_paths(out: Path, config: SolveConfig) -> dict[str, Path]:
+    """``mean``, then ``std`` (samples > 1), ``samples`` (save_samples) and ``manifest`` paths."""
+    paths = {"mean": out}
+    if config.samples > 1:
+        paths["std"] = _suffixed(out, "_std")
+    if config.save_samples:
+        samples = _suffixed(out, "_samples")
+        paths["samples"] = samples.with_suffix(".npy") if image_kind(out) == "png" else samples
+    paths["manifest"] = manifest_path(out)
+    return paths
+
+
+def run_solve(
+    request: SolveRequest, progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """Run one solve end to end and return the manifest that was written beside the output."""
+    from invdiff.priors.registry import resolve_prior
+    from invdiff.solvers.registry import get_solver
+
+    t0 = time.perf_counter()
+    cfg = request.config
+    image_kind(request.out)  # an unknown output format fails before any work
+    paths = output_paths(request.out, cfg)
+    prior_file = _prior_file(cfg.prior)
+    if prior_file is not None and Path(cfg.prior).is_file():  # record where it was, absolutely
+        cfg = dataclasses.replace(cfg, prior=str(prior_file.resolve()))
+    inputs = [p for p in (request.input, request.reference, request.config_file, prior_file) if p]
+    check_outputs(list(paths.values()), inputs, request.overwrite)
+    if not request.input.is_file():
+        raise FileNotFoundError(f"input {request.input} does not exist")
+    digests = {
+        "input": sha256_file(request.input),
+        "prior": sha256_file(prior_file) if prior_file else None,
+    }
+    _check_digests(digests, request.expected_sha256)
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {cfg.device} requested but CUDA is not available; use cpu")
+
+    solver = get_solver(cfg.solver)
+    check_solver_options(solver, cfg.solver, cfg.options)
+    t_prior = time.perf_counter()
+    prior = resolve_prior(cfg.prior, cfg.device)
+    c, ph, pw = prior.image_shape
+    if c != 1:
+        raise ValueError(f"prior {cfg.prior} models {c}-channel images; magnitude MRI needs 1")
+    t_load = time.perf_counter()
+    problem = load_problem(request.input, cfg, (ph, pw))
+    if problem.ndim == 3 and image_kind(request.out) == "png":
+        raise ValueError(f"output {request.out}: PNG holds 2D images; use .nii.gz or .npy")
+    t_solve = time.perf_counter()
+    output = solve_problem(problem, prior, solver, cfg, progress)
+    t_write = time.perf_counter()
+    _write_outputs(paths, output, problem.affine)
+    metrics = _metrics(request.reference, output.mean, problem.axis, cfg.frame)
+    t_end = time.perf_counter()
+    manifest = {
+        "command": "solve",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "environment": environment(),
+        "device": _device_name(cfg.device),
+        "config": cfg.to_toml_dict(),
+        "seed": cfg.seed,
+        "input": {"path": str(request.input.resolve()), "sha256": digests["input"],
+                  "kind": problem.kind, "operator": problem.operator,
+                  "noise_sigma": problem.noise_sigma, "scale": problem.scale,
+                  "slices": int(problem.y.shape[0]), "axis": problem.axis},
+        "prior": {"name": cfg.prior, "sha256": digests["prior"],
+                  "image_shape": list(prior.image_shape)},
+        "config_file": None if request.config_file is None else {
+            "path": str(request.config_file.resolve()),
+            "sha256": sha256_file(request.config_file)},
+        "outputs": {k: str(v.resolve()) for k, v in paths.items() if k != "manifest"},
+        "output_shape": list(output.mean.shape),
+        "timings_s": {"prior": t_load - t_prior, "input": t_solve - t_load,
+                      "solve": t_write - t_solve, "write_and_metrics": t_end - t_write,
+                      "total": t_end - t0},
+        "residual": output.residual,
+        "batches": output.batches,
+        "reference": None if request.reference is None else {
+            "path": str(request.reference.resolve()),
+            "sha256": sha256_file(request.reference)},
+        "metrics": metrics,
+    }
+    write_manifest(paths["manifest"], manifest)
+    return manifest
+
+
+def _write_outputs(paths: dict[str, Path], output: SolveOutput, affine: np.ndarray | None) -> None:
+    write_image(paths["mean"], output.mean, affine)
+    if "std" in paths and output.std is not None:
+        write_image(paths["std"], output.std, affine)
+    if "samples" in paths and output.samples is not None:
+        samples = output.samples
+        if image_kind(paths["samples"]) == "nifti":
+            samples = np.moveaxis(samples, 0, -1)  # (..., K): one volume per sample
+        write_image(paths["samples"], samples, affine)
+
+
+def _metrics(
+    reference: Path | None, recon: np.ndarray, axis: int | None, frame: int | None
+) -> dict[str, Any] | None:
+    if reference is None:
+        return None
+    ref = read_image(reference, frame=frame).data
+    if ref.shape != recon.shape:
+        raise ValueError(f"reference shape {ref.shape} differs from the output {recon.shape}")
+    return {
+        "all_voxels": evaluate(ref, recon, axis=axis).to_dict(),
+        "foreground": evaluate(ref, recon, auto_mask(ref), axis=axis).to_dict(),
+    }
+
+
+def _check_digests(found: dict[str, str | None], expected: dict[str, str | None]) -> None:
+    for key, digest in expected.items():
+        if digest is not None and found.get(key) != digest:
+            raise ManifestError(
+                f"the {key} file differs from the one the manifest recorded (sha256 "
+                f"{found.get(key)} != {digest}); the re-run would not repeat it"
+            )
+
+
+def _prior_file(name: str) -> Path | None:
+    """The file behind a prior argument (a checkpoint path, or the default's weights)."""
+    if Path(name).is_file():
+        return Path(name)
+    if name == "default":
+        from invdiff.priors.default import DEFAULT_WEIGHTS
+
+        return DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.is_file() else None
+    return None
+
+
+def _suffixed(path: Path, suffix: str) -> Path:
+    name = path.name
+    ext = ".nii.gz" if name.endswith(".nii.gz") else path.suffix
+    return path.with_name(name[: len(name) - len(ext)] + suffix + ext)
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    import platform
+
+    return f"{device} ({platform.processor() or platform.machine()})"
