@@ -7,9 +7,8 @@ import json
 
 import pytest
 import torch
-from conftest import make_images
 from safetensors.torch import load_file
-from tiny_model import TinyConfig, export_state
+from tiny_model import TinyConfig, export_state, make_images
 
 from invdiff.training import AugmentConfig, DataConfig, TrainConfig, Trainer, log_path, resume_path
 

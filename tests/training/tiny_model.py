@@ -16,6 +16,8 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from invdiff.training import ImageSets
+
 
 @dataclass(frozen=True)
 class TinyConfig:
@@ -67,3 +69,11 @@ def export_state(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     """Stand-in for save_prior: the state dict in safetensors."""
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path),
               metadata={"step": str(meta["step"])})
+
+
+def make_images(n_train: int = 20, n_val: int = 6, size: int = 16, seed: int = 0) -> ImageSets:
+    """Seeded random images in [-1, 1], float16 like the shipped dataset."""
+    g = torch.Generator().manual_seed(seed)
+    train = (torch.rand(n_train, 1, size, size, generator=g) * 2 - 1).half()
+    val = (torch.rand(n_val, 1, size, size, generator=g) * 2 - 1).half()
+    return ImageSets(train=train, val=val)

@@ -1,0 +1,43 @@
+"""One rank of the DDP test (run by test_distributed.py with RANK/WORLD_SIZE set), or the
+single-process reference when WORLD_SIZE is unset. Usage: ddp_worker.py OUT_DIR."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_model import TinyConfig, TinyModel, export_state, make_images  # noqa: E402
+
+from invdiff.training import AugmentConfig, DataConfig, TrainConfig, Trainer  # noqa: E402
+
+
+def config(out: Path) -> TrainConfig:
+    return TrainConfig(
+        model=TinyConfig(deterministic=True), data=DataConfig(paths=("unused.npz",), image_size=16),
+        output=str(out / "vdm.ckpt"), batch_size=8, lr=1e-2, warmup_steps=2, ema_decay=0.9,
+        max_steps=4, val_every=2, val_size=6, ckpt_every=2, log_every=1, device="cpu",
+        progress=False, augment=AugmentConfig(max_rotation_deg=10.0, max_scale=0.1),
+    )
+
+
+def main(out: Path) -> None:
+    torch.manual_seed(0)
+    trainer = Trainer(config(out), TinyModel(TinyConfig(deterministic=True)), export_state,
+                      images=make_images())
+    rank = trainer.info.rank
+    trainer.run()
+    tensors = {f"grad.{n}": p.grad for n, p in trainer.model.named_parameters()}
+    tensors.update({f"param.{n}": p.detach() for n, p in trainer.model.named_parameters()})
+    tensors.update({f"ema.{n}": p.detach() for n, p in trainer.ema.named_parameters()})
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / f"rank{rank}.safetensors"))
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main(Path(sys.argv[1]))
+    os._exit(0)
