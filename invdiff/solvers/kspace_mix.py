@@ -15,6 +15,7 @@ from invdiff.solvers.consistency import (
     perturbed_measurement,
     soft_consistency,
 )
+from invdiff.solvers.loop import predict_eps, reverse_loop
 from invdiff.solvers.problem import (
     check_finite,
     check_noise_sigma,
@@ -23,7 +24,7 @@ from invdiff.solvers.problem import (
     setup,
 )
 from invdiff.solvers.result import SolveResult
-from invdiff.solvers.steps import Grid, ancestral_step, check_eta, final_rescale, iterate, schedule
+from invdiff.solvers.steps import Grid, Step, ancestral_step, check_eta
 
 
 def kspace_mix(
@@ -92,20 +93,17 @@ def kspace_mix(
     lam_of = lambda_schedule(lam, name)
     eta = check_eta(eta, name)
     sigma_y = check_noise_sigma(noise_sigma, name)
-    grid_steps = schedule(prior, steps, grid)
-    x = p.randn(generator)
-    for st in iterate(grid_steps, progress, name):
+
+    def update(x: Tensor, st: Step) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
-            eps_hat = prior.eps(x, torch.tensor(st.t, dtype=p.dtype, device=p.device))
+            eps_hat = predict_eps(prior, x, st)
         x0_hat = (x - st.sigma_t * eps_hat) / st.alpha_t
         x = ancestral_step(x, eps_hat, st, eta, generator)
         weight, extra = noisy_weight(st.alpha_s, st.sigma_s, sigma_y)
         y_s = perturbed_measurement(p.y_rep, operator, st.alpha_s, extra, p.x_shape, generator)
-        x = hard_consistency(x, y_s, operator, pinv, lam_of(st.s) * weight)
-        check_finite(x, name, st.index, steps, st.t)
-        if callback is not None:
-            callback({"i": st.index, "t": st.t, "x": x, "x0_hat": x0_hat})
-    x = final_rescale(x, prior)
+        return hard_consistency(x, y_s, operator, pinv, lam_of(st.s) * weight), x0_hat
+
+    x = reverse_loop(p.randn(generator), prior, name, steps, grid, update, callback, progress)
     if final_dc:
         x = soft_consistency(x, p.y_rep, operator, pinv, sigma_y)
     check_finite(x, name, steps - 1, steps, 0.0)

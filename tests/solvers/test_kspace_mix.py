@@ -125,8 +125,17 @@ def test_lambda_schedule_and_eta0_and_logsnr_grid_run(kcrop, prior, gen):
     op = kcrop(8)
     y = op(prior.sample(1, gen))
     seen = []
-    res = kspace_mix(op, y, prior, steps=6, generator=gen, lam=lambda t: 1.0 - 0.5 * t, eta=0.0,
-                     grid="logsnr", callback=lambda d: seen.append(d["t"]))
+    res = kspace_mix(
+        op,
+        y,
+        prior,
+        steps=6,
+        generator=gen,
+        lam=lambda t: 1.0 - 0.5 * t,
+        eta=0.0,
+        grid="logsnr",
+        callback=lambda d: seen.append(d["t"]),
+    )
     assert len(seen) == 6 and seen[0] == 1.0
     assert res.info["residual"].max() < 1e-12
 

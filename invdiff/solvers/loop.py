@@ -1,0 +1,44 @@
+"""The reverse-diffusion loop every diffusion solver runs; solvers supply the per-step update."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from invdiff.solvers.problem import check_finite
+from invdiff.solvers.steps import Grid, Step, final_rescale, iterate, schedule
+
+#: ``update(x_t, step) -> (x_s, x0_hat)``.
+Update = Callable[[Tensor, Step], tuple[Tensor, Tensor]]
+
+
+def reverse_loop(
+    x: Tensor,
+    prior: Any,
+    name: str,
+    steps: int,
+    grid: Grid,
+    update: Update,
+    callback: Callable[[dict[str, Any]], None] | None,
+    progress: bool,
+) -> Tensor:
+    """Run ``x = x_1`` (standard normal noise) through ``steps`` updates to ``t = 0``, then
+    rescale by ``1/alpha_0``.
+
+    Stops with :class:`invdiff.solvers.problem.SamplingError` naming the step where the sample
+    first stops being finite. ``callback`` receives ``{"i", "t", "x", "x0_hat"}`` after each step.
+    """
+    for st in iterate(schedule(prior, steps, grid), progress, name):
+        x, x0_hat = update(x, st)
+        check_finite(x, name, st.index, steps, st.t)
+        if callback is not None:
+            callback({"i": st.index, "t": st.t, "x": x, "x0_hat": x0_hat})
+    return final_rescale(x, prior)
+
+
+def predict_eps(prior: Any, x: Tensor, st: Step) -> Tensor:
+    """``eps_hat(x_t, t)`` at the step's ``t`` (a 0-d tensor in the sample's dtype)."""
+    return prior.eps(x, torch.tensor(st.t, dtype=x.dtype, device=x.device))
