@@ -22,9 +22,11 @@ from invdiff.pipeline.run import SolveRequest, run_solve
 from invdiff.pipeline.solve import SolveInterrupted
 
 EPILOG = """\
-Examples: invdiff solve meas.npz --prior vdm.ckpt --steps 50 --samples 4 --out recon.nii.gz
-| invdiff solve lowres.nii.gz --operator kcrop:32 --config configs/fast-50.toml --out recon.nii.gz
-| invdiff solve --manifest recon.nii.gz.manifest.json --out again.nii.gz   (repeat a run)
+Example: invdiff solve meas.npz --prior vdm.ckpt --steps 50 --samples 4 --out recon.nii.gz
+
+Example: invdiff solve lowres.nii.gz --config configs/fast-50.toml --out recon.nii.gz
+
+Example (repeat a run): invdiff solve --manifest recon.nii.gz.manifest.json --out again.nii.gz
 """
 
 
@@ -107,29 +109,50 @@ def solve(
         _run(request, quiet)
 
 
-def _run(request: SolveRequest, quiet: bool) -> None:
-    columns = (TextColumn("solving {task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("slices"), TimeElapsedColumn(), TextColumn("ETA"),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=quiet, transient=False) as bar:
-        task = bar.add_task(request.input.name, total=None)
+class _SliceBar:
+    """A rich progress bar over slices with ETA, shown from the first progress report on."""
 
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+    def __init__(self, name: str, quiet: bool) -> None:
+        self.name = name
+        self.quiet = quiet
+        self.bar: Progress | None = None
+        self.task: Any = None
 
-        try:
-            record = run_solve(request, progress)
-        except SolveInterrupted as stop:
-            bar.stop()
-            console.print(
-                f"interrupted: stopped after {stop.done} of {stop.total} slices of "
-                f"{request.input}; no output was written"
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            self.bar = Progress(
+                TextColumn(f"solving {self.name}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("slices"), TimeElapsedColumn(), TextColumn("ETA"),
+                TimeRemainingColumn(), console=console,
             )
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        except KeyboardInterrupt:
-            bar.stop()
-            console.print(f"interrupted before solving {request.input}; no output was written")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            self.bar.start()
+            self.task = self.bar.add_task(self.name, total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _run(request: SolveRequest, quiet: bool) -> None:
+    bar = _SliceBar(request.input.name, quiet)
+    try:
+        record = run_solve(request, bar)
+    except SolveInterrupted as stop:
+        bar.close()
+        console.print(
+            f"interrupted: stopped after {stop.done} of {stop.total} slices of "
+            f"{request.input}; no output was written"
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt:
+        bar.close()
+        console.print(f"interrupted before solving {request.input}; no output was written")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        bar.close()
     console.print(
         f"wrote {request.out} (residual |Ax-y|/|y| = {record['residual']:.3g}, "
         f"{record['timings_s']['total']:.1f} s)"

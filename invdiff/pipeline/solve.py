@@ -105,6 +105,8 @@ def solve_problem(
     num2 = den2 = 0.0
     batches: list[dict[str, Any]] = []
     done = 0
+    if progress is not None:
+        progress(0, total)
     try:
         for start in range(0, total, config.batch):
             stop = min(start + config.batch, total)

@@ -1,0 +1,172 @@
+"""Bad input: one line on stderr, exit code 2, a traceback only with --debug; Ctrl-C; safety."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+FAST = ("--steps", "2", "--quiet")
+
+
+def _assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def _nifti(path, data, affine=None):
+    nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), path)
+    return path
+
+
+def _ok_volume() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return (rng.random((8, 8, 2)) + 1).astype(np.float32)
+
+
+@pytest.fixture
+def meas(run, hr_nifti, tmp_path):
+    path = tmp_path / "m.npz"
+    assert run("simulate", hr_nifti, "--operator", "kcrop:8", "--out", path).exit_code == 0
+    return path
+
+
+def test_missing_file(run, tiny_prior, tmp_path):
+    r = run("solve", tmp_path / "nope.nii.gz", "--prior", tiny_prior, "--out", tmp_path / "o.nii")
+    _assert_one_line_error(r, "does not exist")
+
+
+def test_unreadable_nifti(run, tiny_prior, tmp_path):
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"\x1f\x8b garbage")
+    r = run("solve", bad, "--prior", tiny_prior, "--out", tmp_path / "o.nii")
+    _assert_one_line_error(r, "not a readable NIfTI")
+
+
+def test_non_image_nifti(run, tiny_prior, tmp_path):
+    path = _nifti(tmp_path / "line.nii", np.ones(5, np.float32))
+    r = run("solve", path, "--prior", tiny_prior, "--out", tmp_path / "o.nii")
+    _assert_one_line_error(r, "expected a 2D or 3D image")
+
+
+def test_4d_needs_frame(run, tiny_prior, tmp_path):
+    path = _nifti(tmp_path / "t.nii", np.ones((8, 8, 2, 3), np.float32))
+    r = run("solve", path, "--prior", tiny_prior, "--out", tmp_path / "o.nii")
+    _assert_one_line_error(r, "4D input", "--frame")
+    r = run("solve", path, "--prior", tiny_prior, "--frame", "1", "--out", tmp_path / "o.nii",
+            *FAST)
+    assert r.exit_code == 0, r.output
+
+
+def test_nan_voxels(run, tiny_prior, tmp_path):
+    data = _ok_volume()
+    data[1, 2, 0] = np.nan
+    r = run("solve", _nifti(tmp_path / "n.nii", data), "--prior", tiny_prior,
+            "--out", tmp_path / "o.nii")
+    _assert_one_line_error(r, "NaN or Inf")
+
+
+def test_all_zero(run, tiny_prior, tmp_path):
+    path = _nifti(tmp_path / "z.nii", np.zeros((8, 8, 2), np.float32))
+    r = run("solve", path, "--prior", tiny_prior, "--out", tmp_path / "o.nii")
+    _assert_one_line_error(r, "all zero")
+    r = run("simulate", path, "--operator", "kcrop:4", "--out", tmp_path / "m.npz")
+    _assert_one_line_error(r, "all zero")
+
+
+def test_operator_does_not_fit_input(run, tiny_prior, tmp_path):
+    path = _nifti(tmp_path / "lr.nii", _ok_volume())
+    r = run("solve", path, "--operator", "kcrop:4", "--prior", tiny_prior,
+            "--out", tmp_path / "o.nii")
+    _assert_one_line_error(r, "kcrop:4", "8x8")
+    r = run("simulate", path, "--operator", "kcrop:32", "--out", tmp_path / "m.npz")
+    _assert_one_line_error(r, "32")
+
+
+def test_prior_size_mismatch(run, tiny_prior, tmp_path):
+    data = np.random.default_rng(1).random((32, 32, 2)).astype(np.float32) + 1
+    hr = _nifti(tmp_path / "hr32.nii", data)
+    assert run("simulate", hr, "--operator", "kcrop:8", "--out", tmp_path / "m.npz").exit_code == 0
+    r = run("solve", tmp_path / "m.npz", "--prior", tiny_prior, "--out", tmp_path / "o.nii")
+    _assert_one_line_error(r, "16x16", "32x32")
+    big_lr = _nifti(tmp_path / "lr32.nii", data)
+    r = run("solve", big_lr, "--prior", tiny_prior, "--out", tmp_path / "o.nii")
+    _assert_one_line_error(r, "larger than the prior")
+
+
+def test_unknown_names_list_known_ones(run, meas, tiny_prior, tmp_path):
+    out = tmp_path / "o.nii"
+    r = run("solve", meas, "--prior", tiny_prior, "--solver", "magic", "--out", out)
+    _assert_one_line_error(r, "unknown solver 'magic'", "kspace-mix")
+    r = run("solve", meas, "--prior", "no-such-prior", "--out", out)
+    _assert_one_line_error(r, "no-such-prior", "known priors")
+    r = run("simulate", tmp_path / ".." / meas.parent.name / "m.npz", "--operator", "kcrop:4",
+            "--out", tmp_path / "x.npz")
+    _assert_one_line_error(r, "unknown image format")
+    lr = _nifti(tmp_path / "lr.nii", _ok_volume())
+    r = run("solve", lr, "--operator", "warp:3", "--prior", tiny_prior, "--out", out)
+    _assert_one_line_error(r, "unknown operator 'warp'", "kcrop")
+    r = run("operators", "check", "warp:3", "--shape", "8x8")
+    _assert_one_line_error(r, "unknown operator 'warp'")
+
+
+def test_bad_configs(run, meas, tiny_prior, tmp_path):
+    out = tmp_path / "o.nii"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("steps = [\n")
+    _assert_one_line_error(run("solve", meas, "--config", cfg, "--out", out), "malformed TOML")
+    cfg.write_text("steps = 2\nlamda = 0.5\n")
+    _assert_one_line_error(run("solve", meas, "--config", cfg, "--out", out),
+                           "unknown key 'lamda'")
+    cfg.write_text(f'prior = "{tiny_prior}"\n[options]\nwobble = 1\n')
+    _assert_one_line_error(run("solve", meas, "--config", cfg, "--out", out),
+                           "no option 'wobble'", "eta")
+    _assert_one_line_error(run("solve", meas, "--lambda", "1.5", "--out", out), "lambda")
+
+
+def test_debug_shows_the_traceback(run, tiny_prior, tmp_path):
+    r = run("solve", tmp_path / "nope.nii", "--prior", tiny_prior, "--out", tmp_path / "o.nii",
+            "--debug")
+    assert r.exit_code != 0 and isinstance(r.exception, FileNotFoundError)
+
+
+def test_outputs_are_safe(run, meas, tiny_prior, tmp_path):
+    out = tmp_path / "o.npy"
+    out.write_bytes(b"keep me")
+    r = run("solve", meas, "--prior", tiny_prior, "--out", out, *FAST)
+    _assert_one_line_error(r, "exists", "--overwrite")
+    assert out.read_bytes() == b"keep me"
+    lr = tmp_path / "lr.npy"
+    np.save(lr, _ok_volume())
+    r = run("solve", lr, "--prior", tiny_prior, "--out", lr, "--overwrite", *FAST)
+    _assert_one_line_error(r, "is an input")
+    r = run("solve", lr, "--prior", tiny_prior, "--out", tiny_prior, "--overwrite", *FAST)
+    _assert_one_line_error(r, "unknown image format")
+    r = run("solve", meas, "--prior", tiny_prior, "--out", out, "--overwrite", *FAST)
+    assert r.exit_code == 0 and np.load(out).shape == (16, 16, 3)
+
+
+def test_ctrl_c_stops_cleanly(run, meas, tiny_prior, tmp_path, monkeypatch):
+    """Ctrl-C in the second batch: exit 130, says where it stopped, leaves no file behind."""
+    import invdiff.solvers.registry as registry
+
+    real = registry.get_solver("kspace-mix")
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "get_solver", lambda name: interrupted)
+    before = set(tmp_path.iterdir())
+    r = run("solve", meas, "--prior", tiny_prior, "--batch", "1", "--out", tmp_path / "o.nii.gz",
+            *FAST)
+    assert r.exit_code == 130
+    assert "stopped after 1 of 3 slices" in r.stderr
+    assert set(tmp_path.iterdir()) == before  # no output, no temporary file

@@ -1,0 +1,91 @@
+"""Help texts, listings, the operator check command, and slice orientation."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from invdiff.pipeline.orientation import ReorientedPrior, SliceOrientation, display_orientation
+
+COMMANDS = [
+    ["simulate"], ["solve"], ["evaluate"], ["priors", "list"], ["operators", "list"],
+    ["operators", "check"], ["solvers", "list"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help_shows_a_worked_example(run, command):
+    r = run(*command, "--help")
+    assert r.exit_code == 0
+    assert "Example" in r.stdout and f"invdiff {' '.join(command)}" in r.stdout
+
+
+def test_listings(run):
+    r = run("operators", "list")
+    assert r.exit_code == 0 and "kcrop" in r.stdout and "fft" in r.stdout
+    r = run("solvers", "list")
+    assert r.exit_code == 0 and "kspace-mix" in r.stdout and "zero-fill" in r.stdout
+    r = run("priors", "list")
+    assert r.exit_code == 0 and "default" in r.stdout
+
+
+def test_operators_check(run):
+    r = run("operators", "check", "kcrop:16x9", "--shape", "37x31")
+    assert r.exit_code == 0, r.output
+    assert "PASS" in r.stdout
+    r = run("operators", "check", "kcrop:8", "--shape", "3y4")
+    assert r.exit_code == 2
+
+
+def _display(volume_ras: np.ndarray, k: int, axis: int) -> np.ndarray:
+    """The training data's convention (scripts/build_dataset.py)."""
+    return np.flipud(np.take(volume_ras, k, axis=axis).T)
+
+
+@pytest.mark.parametrize("axcodes", [("R", "A", "S"), ("L", "P", "S"), ("A", "S", "L"),
+                                     ("S", "R", "P"), ("P", "I", "R")])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_display_orientation_matches_training_slices(axcodes, axis):
+    """Slicing a stored volume + the orientation == slicing its RAS version as training does."""
+    rng = np.random.default_rng(0)
+    ras = rng.random((5, 6, 7))
+    ornt = nib.orientations.ornt_transform(
+        nib.orientations.axcodes2ornt(("R", "A", "S")), nib.orientations.axcodes2ornt(axcodes))
+    stored = nib.orientations.apply_orientation(ras, ornt)
+    affine = nib.orientations.inv_ornt_aff(ornt, ras.shape)  # stored voxel -> RAS voxel
+    assert nib.aff2axcodes(affine) == axcodes
+    to_ras = nib.io_orientation(affine)  # stored axis -> (RAS axis, sign)
+    ras_axis = int(to_ras[axis, 0])
+    o = display_orientation(affine, axis)
+    for k in range(stored.shape[axis]):
+        got = o.to_display(torch.from_numpy(np.take(stored, k, axis=axis).copy())).numpy()
+        k_ras = k if to_ras[axis, 1] > 0 else stored.shape[axis] - 1 - k
+        np.testing.assert_array_equal(got, _display(ras, k_ras, ras_axis))
+
+
+class _Linear:
+    """A prior stand-in whose eps depends on position, to expose a wrong permutation."""
+
+    image_shape = (1, 4, 6)
+    data_range = (-1.0, 1.0)
+    device = torch.device("cpu")
+
+    def gamma(self, t):
+        return t
+
+    def eps(self, x, t):
+        w = torch.arange(24, dtype=x.dtype).reshape(4, 6)
+        return x * w
+
+
+def test_reoriented_prior_is_the_pushforward():
+    o = SliceOrientation(transpose=True, flip_rows=True, flip_cols=False)
+    x = torch.randn(2, 1, 6, 4)
+    p = ReorientedPrior.__new__(ReorientedPrior)
+    ReorientedPrior.__init__(p, _Linear(), o)  # type: ignore[arg-type]
+    assert p.image_shape == (1, 6, 4)
+    expected = o.from_display(_Linear().eps(o.to_display(x), 0.0))
+    torch.testing.assert_close(p.eps(x, torch.tensor(0.5)), expected)
+    torch.testing.assert_close(o.from_display(o.to_display(x)), x)

@@ -1,0 +1,138 @@
+"""simulate -> solve -> evaluate through the command line (CliRunner), geometry and manifests."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from invdiff.config import SolveConfig
+from invdiff.io import read_measurement
+from invdiff.pipeline.problem import load_problem
+
+FAST = ("--steps", "2", "--quiet")
+
+
+def _world(affine, index):
+    return (affine @ np.array([*index, 1.0]))[:3]
+
+
+def test_simulate_solve_evaluate(run, hr_nifti, tiny_prior, tmp_path):
+    meas, rec = tmp_path / "m.npz", tmp_path / "rec.nii.gz"
+    r = run("simulate", hr_nifti, "--operator", "kcrop:8", "--out", meas)
+    assert r.exit_code == 0, r.output
+    r = run("solve", meas, "--prior", tiny_prior, "--samples", "2", "--out", rec,
+            "--reference", hr_nifti, *FAST)
+    assert r.exit_code == 0, r.output
+    hr, out = nib.load(hr_nifti), nib.load(rec)
+    assert out.shape == hr.shape
+    np.testing.assert_allclose(out.affine, hr.affine, atol=1e-6)
+    std = nib.load(tmp_path / "rec_std.nii.gz").get_fdata()
+    assert std.shape == hr.shape and std.max() > 0
+    manifest = json.loads((tmp_path / "rec.nii.gz.manifest.json").read_text())
+    assert manifest["config"]["steps"] == 2 and manifest["config"]["samples"] == 2
+    assert manifest["residual"] < 1e-4  # lambda = 1, noiseless: hard final data consistency
+    assert len(manifest["input"]["sha256"]) == 64 and len(manifest["prior"]["sha256"]) == 64
+    assert {"torch", "numpy", "invdiff", "git_commit"} <= manifest["environment"].keys()
+    psnr = manifest["metrics"]["all_voxels"]["psnr"]
+    r = run("evaluate", "--reference", hr_nifti, "--recon", rec, "--json")
+    assert r.exit_code == 0, r.output
+    metrics = json.loads(r.stdout)
+    assert metrics["psnr"] == pytest.approx(psnr) and len(metrics["slices"]) == 3
+
+
+def test_lowres_image_input_geometry(run, hr_nifti, tiny_prior, tmp_path):
+    """LR NIfTI from simulate: solving it restores the HR grid's affine; centres coincide."""
+    lr, rec = tmp_path / "lr.nii.gz", tmp_path / "rec.nii.gz"
+    r = run("simulate", hr_nifti, "--operator", "kcrop:8x4", "--out", tmp_path / "m.npz",
+            "--lowres-out", lr)
+    assert r.exit_code == 0, r.output
+    hr, low = nib.load(hr_nifti), nib.load(lr)
+    assert low.shape == (8, 4, 3)
+    np.testing.assert_allclose(_world(low.affine, (4, 2, 1)), _world(hr.affine, (8, 8, 1)))
+    # same orientation, voxel size x2 and x4 in plane, same field of view
+    np.testing.assert_allclose(low.affine[:3, 0], 2 * hr.affine[:3, 0])
+    np.testing.assert_allclose(low.affine[:3, 1], 4 * hr.affine[:3, 1])
+    np.testing.assert_allclose(low.affine[:3, 2], hr.affine[:3, 2])
+    r = run("solve", lr, "--prior", tiny_prior, "--out", rec, *FAST)
+    assert r.exit_code == 0, r.output
+    out = nib.load(rec)
+    assert out.shape == hr.shape
+    np.testing.assert_allclose(out.affine, hr.affine, atol=1e-6)
+    for corner in [(0, 0, 0), (15, 15, 2), (8, 8, 1)]:
+        np.testing.assert_allclose(_world(out.affine, corner), _world(hr.affine, corner), atol=1e-6)
+
+
+def test_lowres_convention_matches_simulate(run, tmp_path):
+    """The k-space formed from a LR image equals the simulated measurement it came from.
+
+    An odd crop of a real image keeps conjugate symmetry, so the LR image is real; the blob is
+    positive, so its magnitude file loses nothing and the match is exact to float precision.
+    """
+    hr = tmp_path / "hr.npy"
+    np.save(hr, np.pad(_smooth(), 0))
+    r = run("simulate", hr, "--operator", "kcrop:7", "--out", tmp_path / "m.npz",
+            "--lowres-out", tmp_path / "lr.npy")
+    assert r.exit_code == 0, r.output
+    m = read_measurement(tmp_path / "m.npz")
+    assert np.load(tmp_path / "lr.npy").min() > 0
+    problem = load_problem(tmp_path / "lr.npy", SolveConfig(), (16, 16))
+    assert problem.operator == "kcrop:7x7"
+    np.testing.assert_allclose(problem.y, m.kspace, rtol=0, atol=1e-5 * np.abs(m.kspace).max())
+    assert problem.scale == pytest.approx(m.scale, rel=0.2)  # LR intensities are in HR units
+
+
+def _smooth() -> np.ndarray:
+    i, j = np.meshgrid(np.arange(16), np.arange(16), indexing="ij")
+    return (50 * np.exp(-((i - 8) ** 2 + (j - 8) ** 2) / 30.0) + 20).astype(np.float64)
+
+
+def test_manifest_rerun_is_bit_identical(run, hr_nifti, tiny_prior, tmp_path):
+    meas = tmp_path / "m.npz"
+    assert run("simulate", hr_nifti, "--operator", "kcrop:8", "--noise-sigma", "0.5",
+               "--out", meas).exit_code == 0
+    first = tmp_path / "a.npy"
+    r = run("solve", meas, "--prior", tiny_prior, "--samples", "2", "--batch", "2", "--seed",
+            "3", "--out", first, *FAST)
+    assert r.exit_code == 0, r.output
+    again = tmp_path / "b.npy"
+    r = run("solve", "--manifest", f"{first}.manifest.json", "--out", again, "--quiet")
+    assert r.exit_code == 0, r.output
+    np.testing.assert_array_equal(np.load(first), np.load(again))
+    np.testing.assert_array_equal(np.load(tmp_path / "a_std.npy"), np.load(tmp_path / "b_std.npy"))
+    other = tmp_path / "c.npy"
+    r = run("solve", "--manifest", f"{first}.manifest.json", "--seed", "4", "--out", other,
+            "--quiet")
+    assert r.exit_code == 0 and not np.array_equal(np.load(first), np.load(other))
+    np.savez(meas, x=1)  # changed input: refused
+    r = run("solve", "--manifest", f"{first}.manifest.json", "--out", tmp_path / "d.npy")
+    assert r.exit_code == 2 and "differs from the one the manifest recorded" in r.stderr
+
+
+def test_config_file_and_flag_override(run, hr_nifti, tiny_prior, tmp_path):
+    meas = tmp_path / "m.npz"
+    assert run("simulate", hr_nifti, "--operator", "kcrop:8", "--out", meas).exit_code == 0
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'prior = "{tiny_prior}"\nsteps = 3\nsamples = 1\nlambda = 0.5\n'
+                   "[options]\neta = 0.0\n")
+    r = run("solve", meas, "--config", cfg, "--steps", "2", "--out", tmp_path / "r.npy", "--quiet")
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "r.npy.manifest.json").read_text())
+    assert manifest["config"]["steps"] == 2 and manifest["config"]["lambda"] == 0.5
+    assert manifest["config"]["options"] == {"eta": 0.0}
+    assert manifest["config_file"]["sha256"]
+
+
+def test_png_2d_round_trip(run, tiny_prior, tmp_path):
+    hr = tmp_path / "hr.png"
+    from PIL import Image
+
+    Image.fromarray((_smooth() * 3).astype(np.uint8)).save(hr)
+    assert run("simulate", hr, "--operator", "kcrop:8", "--out", tmp_path / "m.npz",
+               "--lowres-out", tmp_path / "lr.png").exit_code == 0
+    r = run("solve", tmp_path / "lr.png", "--prior", tiny_prior, "--out", tmp_path / "r.png",
+            *FAST)
+    assert r.exit_code == 0, r.output
+    assert np.asarray(Image.open(tmp_path / "r.png")).shape == (16, 16)
