@@ -14,6 +14,9 @@
 
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 from torch import Tensor
 
@@ -25,16 +28,84 @@ _DIMS = (-2, -1)
 
 def fft2c(x: Tensor) -> Tensor:
     """Centred orthonormal 2D FFT over the last two axes (sigpy ``center=True, norm='ortho'``)."""
-    x = x if x.is_complex() else x.to(complex_dtype(x.dtype))
-    x = torch.fft.ifftshift(x, dim=_DIMS)
-    return torch.fft.fftshift(torch.fft.fft2(x, dim=_DIMS, norm="ortho"), dim=_DIMS)
+    return centred_fft_crop(x, tuple(x.shape[-2:]))
 
 
 def ifft2c(y: Tensor) -> Tensor:
     """Inverse of :func:`fft2c` (also its adjoint)."""
+    return centred_pad_ifft(y, tuple(y.shape[-2:]))
+
+
+def centred_fft_crop(x: Tensor, crop: Shape) -> Tensor:
+    """``crop(fft2c(x))`` without shifting whole arrays.
+
+    With ``F_c = P_out F P_in`` (``P_in = ifftshift``, ``P_out = fftshift``) the shift theorem
+    gives ``F P_in x = D F x`` with ``D[k] = exp(2 pi i k (N // 2) / N)``, so
+    ``C F_c x = (D F x)[idx]``: one plain FFT per axis, the centred block gathered from (at most
+    two) contiguous runs of unshifted frequencies, then a phase ramp on the kept samples only. The
+    last axis is transformed and cropped first, so the second FFT runs on the cropped columns.
+    """
+    (h, w), (n, m) = x.shape[-2:], crop
+    rows, cols = _axis_plan(h, n), _axis_plan(w, m)
+    z = _gather(torch.fft.fft(x, dim=-1, norm="ortho"), cols, -1)
+    z = _gather(torch.fft.fft(z, dim=-2, norm="ortho"), rows, -2)
+    return z * _phase(h, n, w, m, z.device, z.dtype)
+
+
+def centred_pad_ifft(y: Tensor, full: Shape) -> Tensor:
+    """``ifft2c(pad(y))``, the adjoint of :func:`centred_fft_crop`: ``F^H D^* C^T`` per axis."""
     y = y if y.is_complex() else y.to(complex_dtype(y.dtype))
-    y = torch.fft.ifftshift(y, dim=_DIMS)
-    return torch.fft.fftshift(torch.fft.ifft2(y, dim=_DIMS, norm="ortho"), dim=_DIMS)
+    (n, m), (h, w) = y.shape[-2:], full
+    rows, cols = _axis_plan(h, n), _axis_plan(w, m)
+    z = _scatter(y * _phase(h, n, w, m, y.device, y.dtype).conj(), rows, h, -2)
+    z = _scatter(torch.fft.ifft(z, dim=-2, norm="ortho"), cols, w, -1)
+    return torch.fft.ifft(z, dim=-1, norm="ortho")
+
+
+Runs = tuple[tuple[int, int, int], ...]
+
+
+@functools.cache
+def _axis_plan(full: int, part: int) -> Runs:
+    """Runs ``(src, dst, length)``: unshifted FFT indices of the centred block of ``part``."""
+    start = centre_start(full, part)
+    src = [(start + j - full // 2) % full for j in range(part)]  # fftshift(arange)[start + j]
+    runs, dst = [], 0
+    while dst < part:
+        length = 1
+        while dst + length < part and src[dst + length] == src[dst] + length:
+            length += 1
+        runs.append((src[dst], dst, length))
+        dst += length
+    return tuple(runs)
+
+
+@functools.lru_cache(maxsize=64)
+def _phase(h: int, n: int, w: int, m: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Outer product of the per-axis ramps ``exp(2 pi i k (N // 2) / N)`` on the kept ``k``."""
+    def ramp(full: int, part: int) -> Tensor:
+        k = torch.tensor([(centre_start(full, part) + j - full // 2) % full for j in range(part)],
+                         dtype=torch.float64)
+        return torch.polar(torch.ones_like(k), 2 * math.pi * k * (full // 2) / full)
+
+    return (ramp(h, n)[:, None] * ramp(w, m)[None, :]).to(device=device, dtype=dtype)
+
+
+def _gather(z: Tensor, runs: Runs, dim: int) -> Tensor:
+    if len(runs) == 1 and runs[0][2] == z.shape[dim]:
+        return z
+    return torch.cat([z.narrow(dim, src, length) for src, _, length in runs], dim=dim)
+
+
+def _scatter(y: Tensor, runs: Runs, full: int, dim: int) -> Tensor:
+    if len(runs) == 1 and runs[0][2] == full:
+        return y
+    shape = list(y.shape)
+    shape[dim] = full
+    out = y.new_zeros(shape)
+    for src, dst, length in runs:
+        out.narrow(dim, src, length).copy_(y.narrow(dim, dst, length))
+    return out
 
 
 def centre_start(full: int, part: int) -> int:
@@ -148,7 +219,7 @@ class KCrop(LinearOperator):
         self.starts = tuple(centre_start(s, c) for s, c in zip(image_shape, crop, strict=True))
 
     def _apply(self, x: Tensor) -> Tensor:
-        return crop_centre(fft2c(x), self.starts, self.oshape)
+        return centred_fft_crop(x, self.oshape)
 
     def _adjoint_operator(self) -> LinearOperator:
         return KPad(self)
@@ -186,7 +257,7 @@ class KPad(LinearOperator):
         self.kcrop = kcrop
 
     def _apply(self, y: Tensor) -> Tensor:
-        return ifft2c(pad_centre(y, self.kcrop.starts, self.oshape))
+        return centred_pad_ifft(y, self.oshape)
 
     def _adjoint_operator(self) -> LinearOperator:
         return self.kcrop
@@ -199,12 +270,6 @@ class KPad(LinearOperator):
 
     def __repr__(self) -> str:
         return f"KPad(crop={self.ishape}, image={self.oshape})"
-
-
-def crop_centre(z: Tensor, starts: Shape, size: Shape) -> Tensor:
-    """The block ``z[..., r:r+n, c:c+m]`` (contiguous copy)."""
-    (r, c), (n, m) = starts, size
-    return z[..., r : r + n, c : c + m].contiguous()
 
 
 def pad_centre(y: Tensor, starts: Shape, full: Shape) -> Tensor:
