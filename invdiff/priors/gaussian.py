@@ -132,6 +132,21 @@ class GaussianPrior(Prior):
     def dtype(self) -> torch.dtype:
         return self.mean.dtype
 
+    @classmethod
+    def fit(
+        cls, images: Tensor, basis: Basis = "fourier", floor: float = 1e-6, **kwargs
+    ) -> GaussianPrior:
+        """Maximum-likelihood fit to images ``(N, C, H, W)``: the mean image and the variance of
+        each basis coefficient (``E|B (x - mu)|^2``), plus ``floor``."""
+        if images.ndim != 4 or images.shape[0] < 2:
+            raise ValueError(f"need images of shape (N >= 2, C, H, W), got {tuple(images.shape)}")
+        images = images.to(torch.float64)
+        mean = images.mean(0)
+        d = images - mean
+        coef = fft2c(d) if basis == "fourier" else d
+        var = coef.abs().pow(2).mean(0) + floor
+        return cls(mean, var, basis=basis, **kwargs)
+
     # -- the Prior protocol -----------------------------------------------------------------
     def gamma(self, t: Tensor) -> Tensor:
         t = torch.as_tensor(t, dtype=self.mean.dtype)
