@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from invdiff.cli import evaluate, listing, simulate, solve
+from invdiff.cli import evaluate, listing, simulate, solve, train
 
 app = typer.Typer(
     name="invdiff",
@@ -19,6 +19,7 @@ app = typer.Typer(
 app.command("simulate", epilog=simulate.EPILOG)(simulate.simulate)
 app.command("solve", epilog=solve.EPILOG)(solve.solve)
 app.command("evaluate", epilog=evaluate.EPILOG)(evaluate.evaluate)
+app.command("train", epilog=train.EPILOG)(train.train)
 
 priors_app = typer.Typer(help="Diffusion priors.", no_args_is_help=True)
 priors_app.command("list", epilog="Example: invdiff priors list")(listing.priors_list)
@@ -37,3 +38,7 @@ app.add_typer(solvers_app, name="solvers")
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":  # python -m invdiff.cli.app (e.g. under torchrun)
+    main()

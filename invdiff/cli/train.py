@@ -1,0 +1,77 @@
+"""``invdiff train``: train a VDM prior (a thin wrapper over :func:`invdiff.training.cli_train`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from invdiff.cli.common import EXIT_INTERRUPTED, Debug, console, user_errors
+
+EPILOG = """\
+Example: invdiff train invdiff/data/brain128.npz --out vdm.ckpt --steps 20000 --minutes 60
+
+Example (continue later): invdiff train invdiff/data/brain128.npz --out vdm.ckpt --resume
+
+Example (2 GPUs): torchrun --nproc-per-node 2 -m invdiff.cli.app train data.npz --out vdm.ckpt
+"""
+
+
+def train(
+    data: Annotated[
+        list[Path], typer.Argument(help=".npz stacks, NIfTI volumes or folders of PNG/NIfTI.")
+    ],
+    out: Annotated[Path, typer.Option(help="Prior checkpoint to write (e.g. vdm.ckpt).")],
+    preset: Annotated[str, typer.Option(help="Model size: default, large or tiny.")] = "default",
+    val_data: Annotated[
+        list[Path] | None, typer.Option(help="Held-out inputs (repeatable).")
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Total optimiser steps (across resumes).")] = 10_000,
+    minutes: Annotated[
+        float | None, typer.Option(help="Stop with a checkpoint after this many minutes.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Global batch size.")] = 16,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 2e-4,
+    warmup: Annotated[int, typer.Option(help="Warm-up steps.")] = 200,
+    ema_decay: Annotated[float, typer.Option(help="EMA decay of the saved weights.")] = 0.999,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT's resume file.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast.")] = False,
+    compile: Annotated[bool, typer.Option(help="torch.compile the network.")] = False,
+    image_size: Annotated[
+        int | None, typer.Option(help="Side of the square training images (preset's default).")
+    ] = None,
+    axes: Annotated[
+        str, typer.Option(help="Volume axes to slice, comma-separated, e.g. 0,1,2.")
+    ] = "2",
+    augment: Annotated[bool, typer.Option(help="Flips, small rotations/scalings, gamma.")] = True,
+    val_every: Annotated[int, typer.Option(help="Validation interval (steps).")] = 500,
+    ckpt_every: Annotated[int, typer.Option(help="Checkpoint interval (steps).")] = 250,
+    log_every: Annotated[int, typer.Option(help="Log interval (steps).")] = 10,
+    quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Train a diffusion prior; checkpoints are written atomically and can be resumed."""
+    from invdiff.training import cli_train
+
+    with user_errors(debug):
+        try:
+            axis_list = tuple(int(a) for a in axes.split(","))
+        except ValueError:
+            raise ValueError(f"--axes expects comma-separated integers, got {axes!r}") from None
+        try:
+            written = cli_train(
+                data, out, preset=preset, val_data=tuple(val_data or ()), steps=steps,
+                minutes=minutes, batch_size=batch_size, lr=lr, warmup=warmup,
+                ema_decay=ema_decay, seed=seed, resume=resume, device=device, bf16=bf16,
+                compile=compile, image_size=image_size, axes=axis_list, augment=augment,
+                val_every=val_every, ckpt_every=ckpt_every, log_every=log_every,
+                progress=not quiet,
+            )
+        except KeyboardInterrupt:
+            console.print(f"interrupted; the last checkpoint of {out} is intact "
+                          "(continue with --resume)")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    console.print(f"wrote {written}")
