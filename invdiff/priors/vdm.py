@@ -197,7 +197,8 @@ class VDMPrior(Prior):
         return self.model.gamma(torch.as_tensor(t, device=self.device))
 
     def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
-        return self.model.eps(x_t, t)
+        """eps_hat in the dtype of ``x_t`` (the network itself runs in float32)."""
+        return self.model.eps(x_t.float(), t).to(x_t.dtype)
 
     def bits_per_dim(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One-sample Monte Carlo estimate of the bound ``(B,)`` in bits/dim (no gradients)."""

@@ -183,6 +183,7 @@ def test_vdm_prior_protocol(tiny_config, vdm_factory, images, schedule):
     eps.sum().backward()  # gradients reach x_t (guided solvers), not the frozen weights
     assert x_t.grad is not None and all(p.grad is None for p in prior.model.parameters())
     assert prior.x0_hat(images, torch.full((8,), 0.3)).shape == images.shape
+    assert prior.eps(images.double(), torch.tensor(0.5)).dtype == torch.float64
     bpd = prior.bits_per_dim(images, generator=_gen())
     assert bpd.shape == (8,) and torch.isfinite(bpd).all()
     assert prior.to("cpu") is prior and prior.device == torch.device("cpu")
