@@ -7,7 +7,8 @@ Both sides get the same complex128 batch; the sigpy operator is
 ``Resize(crop) * FFT(axes=(-2, -1), center=True)`` and its ``.H`` (numpy's FFT, one thread).
 Reports the median wall time of ``A.H(A(x))`` over ``repeats`` runs (after one warm-up) for each
 torch thread count, and the ratio sigpy / torch. The load average is printed because on a shared
-machine torch's multi-threaded FFT suffers most from competing processes.
+machine torch's multi-threaded FFT suffers most from competing processes: OpenMP threads that
+spin-wait for a descheduled partner; run with ``OMP_WAIT_POLICY=PASSIVE`` there.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ def main() -> None:
     for name, t in rows:
         table.add_row(name, f"{1e3 * t:.1f}", f"{args.batch / t:.0f}", f"{t_sigpy / t:.2f}x")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    table.caption = f"{os.cpu_count()} CPU cores, 1-min load average {load:.1f}"
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+    table.caption = (f"{os.cpu_count()} CPU cores, 1-min load average {load:.1f}, "
+                     f"OMP_WAIT_POLICY={policy}")
     Console().print(table)
 
 

@@ -270,8 +270,7 @@ class Scaled(LinearOperator):
         return self.op(x) * self.scale
 
     def _adjoint_operator(self) -> LinearOperator:
-        return Scaled(self.op.H, complex(self.scale).conjugate() if _is_complex(self.scale) else
-                      self.scale)
+        return Scaled(self.op.H, self.scale.conjugate())
 
     def _normal_operator(self) -> LinearOperator:
         return Scaled(self.op.normal, abs(self.scale) ** 2)
@@ -290,8 +289,7 @@ class Scaled(LinearOperator):
 
 
 def _is_complex(c: numbers.Number) -> bool:
-    return isinstance(c, complex) or (isinstance(c, numbers.Complex) and not isinstance(
-        c, numbers.Real))
+    return isinstance(c, numbers.Complex) and not isinstance(c, numbers.Real)
 
 
 def _endswith(shape: Shape, suffix: Shape) -> bool:
