@@ -14,6 +14,7 @@ continuous-time ``L_inf = 1/2 E[gamma'(t) |eps - eps_hat|^2]`` (Eq. 17).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +28,7 @@ from invdiff.priors.likelihood import (
     kl_to_standard_normal,
     level_value,
 )
-from invdiff.priors.schedules import LearnedSchedule, Schedule, make_schedule
+from invdiff.priors.schedules import LearnedSchedule, Schedule, ShapeHook, make_schedule
 from invdiff.priors.unet import UNet
 
 __all__ = ["PRESETS", "VDM", "VDMConfig", "VDMLoss", "VDMPrior"]
@@ -151,7 +152,7 @@ class VDM(nn.Module):
             t = torch.ceil(t * T).clamp(min=1.0) / T  # in {1/T, ..., 1} (vdm; t = 0 -> 1/T)
         return t
 
-    def _variance_hook(self):
+    def _variance_hook(self) -> tuple[ShapeHook | None, Callable[[Tensor], None]]:
         """Gradient hook making the shape of a learned schedule minimise ``E[L_diff^2]``.
 
         For the learned schedule's shape ``eta``, ``d E[L_T^2] / d eta = E[2 L_T dL_T / d eta]``
