@@ -61,6 +61,7 @@ class KMask(LinearOperator):
         super().__init__(tuple(mask.shape), tuple(mask.shape))
         self.mask = mask.cpu()
         self._weights = _DeviceCache(self.mask)
+        self._measured = _DeviceCache(self.mask)
 
     def weights(self, like: Tensor) -> Tensor:
         """The mask as 0/1 values of ``like``'s real dtype on ``like``'s device."""
@@ -83,7 +84,8 @@ class KMask(LinearOperator):
         """Real least-squares inverse: mask, fill unpaired mirrors conjugately, ``Re F^H``."""
         self._check_input(y, self.oshape, "measurement")
         y = y if y.is_complex() else y.to(complex_dtype(y.dtype))
-        return hermitian_fill_real_pinv(y * self.weights(y), self.mask.to(y.device))
+        measured = self._measured.on(y.device, torch.bool)
+        return hermitian_fill_real_pinv(y * self.weights(y), measured)
 
     def selection_unitary(self) -> tuple[Tensor, LinearOperator]:
         return self.mask.clone(), FFT(self.ishape)
