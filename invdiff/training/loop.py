@@ -122,7 +122,9 @@ class Trainer:
         if self.info.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             loss_module = DistributedDataParallel(loss_module, device_ids=ids)
-        self.loss_module = torch.compile(loss_module) if config.compile else loss_module
+        if config.compile:
+            _compile_in_place(self.model, loss_module)
+        self.loss_module = loss_module
         self.log = JsonlLog(log_path(self.output), enabled=self.info.is_main)
 
     # -- one step ----------------------------------------------------------------------------
@@ -322,6 +324,14 @@ class _StopFlag:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+
+
+def _compile_in_place(model: nn.Module, loss_module: nn.Module) -> None:
+    """``torch.compile`` the eps network ``model.net`` where there is one (the VDM's heavy part;
+    its schedule's variance-gradient hook is not traceable), else the whole loss module.
+    ``Module.compile`` works in place, so state-dict keys and checkpoints are unchanged."""
+    net = getattr(model, "net", None)
+    (net if isinstance(net, nn.Module) else loss_module).compile()
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
