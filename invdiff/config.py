@@ -18,6 +18,7 @@ command-line flags); a later layer overrides an earlier one::
     # frame = 0               # volume index of 4D input
     # noise_sigma = 0.0       # measurement noise std (measurement files carry their own)
     save_samples = false      # also write every sample
+    phase = false             # k-space of a complex image: estimate and remove a smooth phase
 
     [options]                 # passed to the solver as keyword arguments
     # eta = 0.0
@@ -53,6 +54,7 @@ _KEYS: dict[str, tuple[str, tuple[type, ...]]] = {
     "frame": ("frame", (int,)),
     "noise_sigma": ("noise_sigma", (float, int)),
     "save_samples": ("save_samples", (bool,)),
+    "phase": ("phase", (bool,)),
     "options": ("options", (dict,)),
 }
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
@@ -75,6 +77,7 @@ class SolveConfig:
     frame: int | None = None
     noise_sigma: float | None = None
     save_samples: bool = False
+    phase: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

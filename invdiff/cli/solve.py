@@ -64,6 +64,11 @@ def solve(
     save_samples: Annotated[
         bool | None, typer.Option("--save-samples", help="Also write every sample.")
     ] = None,
+    phase: Annotated[
+        bool | None,
+        typer.Option("--phase/--no-phase", help="Complex-image k-space: estimate, remove and "
+                     "restore a smooth phase; writes the magnitude."),
+    ] = None,
     option: Annotated[
         list[str] | None, typer.Option(help="Solver option KEY=VALUE (repeatable), e.g. eta=0.")
     ] = None,
@@ -83,6 +88,7 @@ def solve(
         "operator": operator, "prior": prior, "solver": solver, "lam": lam, "steps": steps,
         "samples": samples, "seed": seed, "device": device, "batch": batch, "axis": axis,
         "frame": frame, "noise_sigma": noise_sigma, "save_samples": save_samples,
+        "phase": phase,
     }
     with user_errors(debug):
         if option:

@@ -25,6 +25,7 @@ from invdiff.io.geometry import from_slices
 from invdiff.pipeline.orientation import oriented_prior
 from invdiff.pipeline.problem import SliceProblem, _is_kspace
 from invdiff.priors.base import Prior
+from invdiff.solvers.phase import solve_with_phase
 
 #: Keyword arguments the pipeline passes itself; ``[options]`` may not set them.
 _SHARED = {"operator", "y", "prior", "steps", "n_samples", "generator", "noise_sigma", "lam",
@@ -48,7 +49,8 @@ class SolveOutput:
         mean: ``output_shape`` mean of the samples.
         std: pixelwise standard deviation over samples (``None`` for one sample).
         samples: ``(K, *output_shape)`` every sample (``None`` unless asked for).
-        residual: ``|A mean - y| / |y|`` over all slices, input units.
+        residual: ``|A mean - y| / |y|`` over all slices, input units (with ``phase``, of the
+            mean magnitude times the estimated phase).
         batches: per-batch solver info (slices, NFE, wall time, mean sample residual).
     """
 
@@ -97,6 +99,8 @@ def solve_problem(
     device = torch.device(config.device)
     op = problem.build_operator()
     complex_y = _is_kspace(op)
+    if config.phase and not complex_y:
+        raise ConfigError(f"phase = true needs a k-space operator; {problem.operator} is real")
     the_prior = oriented_prior(prior, problem.orientation)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     total = problem.y.shape[0]
@@ -112,15 +116,20 @@ def solve_problem(
             stop = min(start + config.batch, total)
             y = torch.from_numpy(problem.y[start:stop]).to(device)
             y = (y if complex_y else y.real).unsqueeze(1)  # (b, 1, *oshape)
-            result = solver(
-                op, measurement_to_prior_range(y, problem.scale, op, problem.image_shape),
-                the_prior, steps=config.steps, n_samples=k, generator=generator,
-                noise_sigma=2.0 * problem.noise_sigma / problem.scale, lam=config.lam,
-                **config.options,
-            )
-            x = from_prior_range(result.samples.detach(), problem.scale)  # (K, b, 1, H, W)
+            kwargs = dict(steps=config.steps, n_samples=k, generator=generator,
+                          noise_sigma=2.0 * problem.noise_sigma / problem.scale, lam=config.lam,
+                          **config.options)
+            if config.phase:  # magnitude solve of a complex image, phase put back for the fit
+                phased = solve_with_phase(solver, op, y, the_prior, scale=problem.scale, **kwargs)
+                result, x = phased.result, phased.magnitude.detach()
+                fit = x.mean(dim=0) * phased.phase
+            else:
+                y_prior = measurement_to_prior_range(y, problem.scale, op, problem.image_shape)
+                result = solver(op, y_prior, the_prior, **kwargs)
+                x = from_prior_range(result.samples.detach(), problem.scale)  # (K, b, 1, H, W)
+                fit = x.mean(dim=0)
             samples[:, start:stop] = x[:, :, 0].float().cpu().numpy()
-            r = op(x.mean(dim=0)) - y
+            r = op(fit.to(y.device)) - y
             num2 += float(torch.sum(r.abs() ** 2))
             den2 += float(torch.sum(y.abs() ** 2))
             batches.append(_batch_info(start, stop, result.info))
