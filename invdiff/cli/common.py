@@ -15,8 +15,13 @@ EXIT_BAD_INPUT = 2
 #: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
 
-#: Errors that mean "bad input" and are reported in one line without a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError, LookupError)
+#: Errors that mean "bad input" and are reported in one line without a traceback (an
+#: ImportError here is a plugin that fails to import).
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, TypeError, OSError, LookupError, ImportError
+)
+#: Exit status of a run that failed on valid input (e.g. NaN during sampling).
+EXIT_FAILED = 1
 
 Debug = Annotated[
     bool, typer.Option("--debug", help="Show the full traceback on errors.", show_default=False)
@@ -26,11 +31,15 @@ console = Console(stderr=True)
 stdout = Console()
 
 
+def note(message: str) -> None:
+    """Print ``message`` as one unwrapped line on stderr."""
+    sys.stderr.write(" ".join(str(message).split()) + "\n")
+    sys.stderr.flush()
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Print ``error: message`` as one line on stderr and return the exit to raise."""
-    one_line = " ".join(str(message).split())
-    sys.stderr.write(f"error: {one_line}\n")
-    sys.stderr.flush()
+    note(f"error: {message}")
     return typer.Exit(code)
 
 
@@ -44,6 +53,10 @@ def user_errors(debug: bool) -> Iterator[None]:
             raise
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
         raise fail(message or type(exc).__name__) from None
+    except ArithmeticError as exc:  # e.g. solvers' SamplingError: NaN at a named step
+        if debug:
+            raise
+        raise fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
 
 
 def parse_shape(text: str) -> tuple[int, int]:

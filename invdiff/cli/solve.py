@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from invdiff.cli.common import EXIT_INTERRUPTED, Debug, console, fail, user_errors
+from invdiff.cli.common import EXIT_INTERRUPTED, Debug, console, fail, note, user_errors
 from invdiff.config import ConfigError, load_config, parse_config, resolve_config
 from invdiff.manifest import read_manifest
 from invdiff.pipeline.run import SolveRequest, run_solve
@@ -125,6 +127,8 @@ class _SliceBar:
         self.task: Any = None
 
     def __call__(self, done: int, total: int) -> None:
+        if self.bar is None and not console.is_terminal:  # logs get one line, not a live bar
+            note(f"solving {self.name}: {total} slices")
         if self.quiet:
             return
         if self.bar is None:
@@ -142,23 +146,30 @@ class _SliceBar:
             self.bar.stop()
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (kill) takes the Ctrl-C path, so temporary files are removed on the way out."""
+    raise KeyboardInterrupt
+
+
 def _run(request: SolveRequest, quiet: bool) -> None:
     bar = _SliceBar(request.input.name, quiet)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
         record = run_solve(request, bar)
     except SolveInterrupted as stop:
         bar.close()
-        console.print(
-            f"interrupted: stopped after {stop.done} of {stop.total} slices of "
-            f"{request.input}; no output was written"
-        )
+        note(f"interrupted: stopped after {stop.done} of {stop.total} slices of "
+             f"{request.input}; no output was written")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:
         bar.close()
-        console.print(f"interrupted before solving {request.input}; no output was written")
+        note(f"interrupted while working on {request.input}; no output was written")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         bar.close()
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
     console.print(
         f"wrote {request.out} (residual |Ax-y|/|y| = {record['residual']:.3g}, "
         f"{record['timings_s']['total']:.1f} s)"

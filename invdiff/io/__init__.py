@@ -3,6 +3,7 @@
 from invdiff.io.atomic import (
     OutputExistsError,
     OutputIsInputError,
+    atomic_outputs,
     atomic_path,
     check_outputs,
     write_atomic,
@@ -26,6 +27,7 @@ __all__ = [
     "MeasurementError",
     "OutputExistsError",
     "OutputIsInputError",
+    "atomic_outputs",
     "atomic_path",
     "check_outputs",
     "from_slices",

@@ -68,6 +68,33 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         raise
 
 
+@contextlib.contextmanager
+def atomic_outputs(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+    """Temporary paths for several outputs, all moved into place only if the block succeeds.
+
+    The renames happen together at the end, in the given order (put a manifest last), so an
+    interruption while writing leaves none of the outputs rather than some of them.
+    """
+    with contextlib.ExitStack() as stack:
+        temps: list[Path] = []
+        for path in paths:
+            path = Path(path)
+            suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}",
+                                       dir=path.parent)
+            os.close(fd)
+            temps.append(Path(tmp))
+            stack.callback(_unlink_quietly, Path(tmp))
+        yield temps
+        for tmp, path in zip(temps, paths, strict=True):
+            os.replace(tmp, path)
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
 def write_atomic(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
     """Call ``writer(tmp_path)`` and move the result onto ``path`` atomically."""
     with atomic_path(path) as tmp:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from invdiff.config import SolveConfig
-from invdiff.io import check_outputs, image_kind, read_image, write_image
+from invdiff.io import atomic_outputs, check_outputs, image_kind, read_image, write_image
 from invdiff.manifest import ManifestError, environment, manifest_path, sha256_file, write_manifest
 from invdiff.metrics import auto_mask, evaluate
 from invdiff.pipeline.problem import load_problem
@@ -101,9 +101,7 @@ def run_solve(
     t_solve = time.perf_counter()
     output = solve_problem(problem, prior, solver, cfg, progress)
     t_write = time.perf_counter()
-    _write_outputs(paths, output, problem.affine)
     metrics = _metrics(request.reference, output.mean, problem.axis, cfg.frame)
-    t_end = time.perf_counter()
     manifest = {
         "command": "solve",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -123,8 +121,7 @@ def run_solve(
         "outputs": {k: str(v.resolve()) for k, v in paths.items() if k != "manifest"},
         "output_shape": list(output.mean.shape),
         "timings_s": {"prior": t_load - t_prior, "input": t_solve - t_load,
-                      "solve": t_write - t_solve, "write_and_metrics": t_end - t_write,
-                      "total": t_end - t0},
+                      "solve": t_write - t_solve},
         "residual": output.residual,
         "batches": output.batches,
         "reference": None if request.reference is None else {
@@ -132,11 +129,16 @@ def run_solve(
             "sha256": sha256_file(request.reference)},
         "metrics": metrics,
     }
-    write_manifest(paths["manifest"], manifest)
+    with atomic_outputs(list(paths.values())) as temps:  # all or nothing, manifest last
+        tmp = dict(zip(paths, temps, strict=True))
+        _write_images(tmp, output, problem.affine)
+        t_end = time.perf_counter()
+        manifest["timings_s"].update(write_and_metrics=t_end - t_write, total=t_end - t0)
+        write_manifest(tmp["manifest"], manifest)
     return manifest
 
 
-def _write_outputs(paths: dict[str, Path], output: SolveOutput, affine: np.ndarray | None) -> None:
+def _write_images(paths: dict[str, Path], output: SolveOutput, affine: np.ndarray | None) -> None:
     write_image(paths["mean"], output.mean, affine)
     if "std" in paths and output.std is not None:
         write_image(paths["std"], output.std, affine)

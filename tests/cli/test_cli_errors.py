@@ -170,3 +170,41 @@ def test_ctrl_c_stops_cleanly(run, meas, tiny_prior, tmp_path, monkeypatch):
     assert r.exit_code == 130
     assert "stopped after 1 of 3 slices" in r.stderr
     assert set(tmp_path.iterdir()) == before  # no output, no temporary file
+
+
+def test_interrupt_while_writing_leaves_no_output(run, meas, tiny_prior, tmp_path, monkeypatch):
+    """Outputs are renamed into place together after the manifest is written, or not at all."""
+    import invdiff.pipeline.run as run_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "write_manifest", interrupted)
+    before = set(tmp_path.iterdir())
+    r = run("solve", meas, "--prior", tiny_prior, "--samples", "2", "--out",
+            tmp_path / "o.nii.gz", *FAST)
+    assert r.exit_code == 130 and "no output was written" in r.stderr
+    assert set(tmp_path.iterdir()) == before
+
+
+@pytest.mark.slow
+def test_sigterm_in_a_subprocess_cleans_up(meas, tiny_prior, tmp_path):
+    """kill (SIGTERM) mid-run: exit 130, no output, no temporary file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "o.nii.gz"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invdiff.cli.app", "solve", str(meas), "--prior", tiny_prior,
+         "--steps", "100000", "--quiet", "--out", str(out)],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    before = set(tmp_path.iterdir())
+    assert proc.stderr.readline().startswith("solving m.npz: 3 slices")  # solving has begun
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "no output was written" in err
+    assert set(tmp_path.iterdir()) == before
