@@ -10,6 +10,7 @@ whenever ``y`` is the measurement of some real image (see ``/work/shared/MATH-NO
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -46,22 +47,55 @@ def soft_consistency(x: Tensor, y: Tensor, forward, pinv: Pinv, noise_sigma: flo
     return x + _per_image(w, x).to(x.dtype) * pinv(r)
 
 
-def noisy_weight(alpha: float, sigma: float, noise_sigma: float) -> tuple[float, float]:
-    """Range-space weight and the extra measurement noise for a step at level ``(alpha, sigma)``.
+def effective_noise(operator: Any, y: Tensor, noise_sigma: float) -> Tensor:
+    """Std of the measurement noise as a real-image estimate sees it, per entry of ``y``.
 
-    The scaled measurement ``alpha y`` already carries noise of std ``alpha sigma_y``. Following
-    DDNM+ (Wang et al. 2023, Eq. 17-19): if ``sigma >= alpha sigma_y`` use weight 1 and add noise of
-    std ``sqrt(sigma^2 - alpha^2 sigma_y^2)``; otherwise use weight ``sigma / (alpha sigma_y)`` and
-    add none. Returns ``(weight, extra_std)``.
+    The noise ``n`` (``E|n_j|^2 = sigma_y^2``) reaches a real image through ``A_r^+``, which keeps
+    only the part consistent with real images. For a Fourier selection (``kcrop``, ``kmask``:
+    ``operator.selection_unitary()`` gives ``(mask, FFT)``) a frequency ``k`` whose mirror ``-k`` is
+    also measured (or ``k = -k``, e.g. DC) is observed twice, through ``y_k`` and ``conj(y_{-k})``,
+    so its effective std is ``sigma_y / sqrt(2)``; an unpaired one (an even crop's edge row and
+    column) keeps ``sigma_y``. Other operators: ``sigma_y`` for real ``y``, ``sigma_y / sqrt(2)``
+    for complex ``y`` (the real part of complex noise), an approximation.
+
+    Returns:
+        a tensor broadcastable to ``y`` (a scalar tensor for other operators).
     """
-    carried = alpha * noise_sigma
-    if sigma >= carried:
-        return 1.0, (sigma**2 - carried**2) ** 0.5
-    return sigma / carried, 0.0
+    from invdiff.operators.fourier import FFT, centred_mirror
+
+    real = y.real.dtype if y.is_complex() else y.dtype
+    sel = operator.selection_unitary() if hasattr(operator, "selection_unitary") else None
+    if y.is_complex() and sel is not None and isinstance(sel[1], FFT):
+        mask = sel[0].to(device=y.device, dtype=real)
+        seen = mask + centred_mirror(mask)  # 1 or 2 observations of each measured frequency
+        grid = noise_sigma / seen.clamp_min(1.0).sqrt()
+        return operator(sel[1].adjoint(grid.to(y.dtype))).real
+    scale = 2**-0.5 if y.is_complex() else 1.0
+    return torch.tensor(noise_sigma * scale, dtype=real, device=y.device)
+
+
+def noise_topup(alpha: float, sigma: float, noise_std: Tensor) -> tuple[Tensor, Tensor]:
+    """Extra noise std bringing ``alpha y`` to the noise level ``sigma`` of ``x_s``, and a gate.
+
+    ``alpha y = alpha A x + alpha n`` already carries noise of std ``alpha s_j`` per entry
+    (``s_j`` from :func:`effective_noise`), while ``A x_s = alpha A x + sigma A z``. Where
+    ``sigma >= alpha s_j``, adding ``sqrt(sigma^2 - alpha^2 s_j^2) (A z')_j`` makes ``y_s``
+    distributed as ``A x_s`` given ``x``, so replacing ``A x_s`` by ``y_s`` is the forward
+    process's own conditional; at ``sigma = alpha s_j`` the noisy ``y_j`` *is* a diffusion state
+    of that component (as in DDRM, Kawar et al. 2022). Below that level no noise can be removed,
+    so the entry is no longer corrected (gate 0) and the sampler continues unconditionally there.
+
+    Returns:
+        ``(extra_std, gate)``, both broadcastable to ``y``.
+    """
+    carried = alpha * noise_std
+    gate = (carried <= sigma).to(noise_std.dtype)
+    extra = (sigma**2 - carried**2).clamp_min(0.0).sqrt() * gate
+    return extra, gate
 
 
 def perturbed_measurement(
-    y: Tensor, forward, alpha: float, std: float, shape, generator: torch.Generator | None
+    y: Tensor, forward, alpha: float, std: float | Tensor, shape, generator: torch.Generator | None
 ) -> Tensor:
     """``alpha y + std A z'`` with fresh image-space noise ``z' ~ N(0, I)`` of ``shape``.
 

@@ -10,8 +10,9 @@ import torch
 from torch import Tensor
 
 from invdiff.solvers.consistency import (
+    effective_noise,
     hard_consistency,
-    noisy_weight,
+    noise_topup,
     perturbed_measurement,
     soft_consistency,
 )
@@ -61,9 +62,12 @@ def kspace_mix(
        on an even crop's unpaired row/column so that the image stays real (``A^+`` is the
        minimum-norm inverse over real images).
 
-    With measurement noise ``sigma_y = noise_sigma > 0`` the perturbation only tops the noise up
-    to ``sigma_s`` and ``lambda`` shrinks where ``alpha_s sigma_y > sigma_s``
-    (:func:`invdiff.solvers.consistency.noisy_weight`, as in DDNM+). After the last step the
+    With measurement noise ``sigma_y = noise_sigma > 0`` the perturbation only tops the noise of
+    each measured component up to ``sigma_s``, and a component is no longer corrected once its
+    noise ``alpha_s s_j`` exceeds ``sigma_s`` (:func:`invdiff.solvers.consistency.noise_topup`,
+    :func:`invdiff.solvers.consistency.effective_noise`): ``y`` is then itself a diffusion state of
+    that component, so for a Gaussian prior diagonal in the operator's Fourier basis the sampler
+    targets the exact noisy posterior (tested). After the last step the
     sample is rescaled by ``1 / alpha_0`` (VDM) and, with ``final_dc``, made consistent with
     ``y``: a hard replacement ``x + A^+ (y - A x)`` for ``sigma_y = 0`` (then ``A x = y`` to float
     precision), else the noise-aware soft step of
@@ -93,15 +97,23 @@ def kspace_mix(
     lam_of = lambda_schedule(lam, name)
     eta = check_eta(eta, name)
     sigma_y = check_noise_sigma(noise_sigma, name)
+    noise_std = effective_noise(operator, p.y, sigma_y)
 
     def update(x: Tensor, st: Step) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
             eps_hat = predict_eps(prior, x, st)
         x0_hat = (x - st.sigma_t * eps_hat) / st.alpha_t
         x = ancestral_step(x, eps_hat, st, eta, generator)
-        weight, extra = noisy_weight(st.alpha_s, st.sigma_s, sigma_y)
+        if sigma_y == 0:
+            y_s = perturbed_measurement(
+                p.y_rep, operator, st.alpha_s, st.sigma_s, p.x_shape, generator
+            )
+            return hard_consistency(x, y_s, operator, pinv, lam_of(st.s)), x0_hat
+        extra, gate = noise_topup(st.alpha_s, st.sigma_s, noise_std)
+        if not bool(gate.any()):  # y is noisier than x_s everywhere: no more corrections
+            return x, x0_hat
         y_s = perturbed_measurement(p.y_rep, operator, st.alpha_s, extra, p.x_shape, generator)
-        return hard_consistency(x, y_s, operator, pinv, lam_of(st.s) * weight), x0_hat
+        return x + lam_of(st.s) * pinv(gate * (y_s - operator(x))), x0_hat
 
     x = reverse_loop(p.randn(generator), prior, name, steps, grid, update, callback, progress)
     if final_dc:
