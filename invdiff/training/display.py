@@ -24,6 +24,15 @@ class JsonlLog:
         if enabled:
             path.parent.mkdir(parents=True, exist_ok=True)
 
+    def drop_after(self, step: int) -> None:
+        """Remove rows with ``step`` beyond ``step`` (a resumed run will write them again)."""
+        if not self.enabled or not self.path.exists():
+            return
+        lines = self.path.read_text().splitlines()
+        kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step]
+        if len(kept) != len(lines):
+            self.path.write_text("".join(ln + "\n" for ln in kept))
+
     def write(self, row: dict[str, Any]) -> None:
         if self.enabled:
             with self.path.open("a") as f:

@@ -126,6 +126,8 @@ class Trainer:
             _compile_in_place(self.model, loss_module)
         self.loss_module = loss_module
         self.log = JsonlLog(log_path(self.output), enabled=self.info.is_main)
+        if config.resume:  # rows written after the checkpoint we resume from are replayed
+            self.log.drop_after(self.step_count)
 
     # -- one step ----------------------------------------------------------------------------
     def _batch(self) -> Tensor:

@@ -115,6 +115,17 @@ def test_resume_refuses_changed_settings(tmp_path, tiny_model, images):
         _trainer(_config(tmp_path, max_steps=4), tiny_model, images)
 
 
+def test_resume_drops_log_rows_past_the_checkpoint(tmp_path, tiny_model, images):
+    """Rows logged after the last checkpoint (a crash) are not duplicated by the resumed run."""
+    _trainer(_config(tmp_path, max_steps=4), tiny_model, images).run()
+    log = log_path(tmp_path / "vdm.ckpt")
+    with log.open("a") as f:
+        f.write(json.dumps({"step": 6, "loss": 1.0}) + "\n")
+    _trainer(_config(tmp_path, max_steps=6, resume=True), tiny_model, images).run()
+    steps = [json.loads(r)["step"] for r in log.read_text().splitlines() if "loss" in r]
+    assert steps == [2, 4, 6]
+
+
 def test_resume_without_file_is_clear(tmp_path, tiny_model, images):
     with pytest.raises(FileNotFoundError, match="no resume file"):
         _trainer(_config(tmp_path, resume=True), tiny_model, images)
