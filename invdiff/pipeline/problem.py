@@ -7,11 +7,13 @@ Two kinds of input (see ``docs/formats.md``):
 * a low-resolution magnitude image or volume (NIfTI, PNG, ``.npy``), taken as the image of the
   central k-space (the convention of :mod:`invdiff.io.measurement`: ``y = sqrt(HW/hw) F_hw m``),
   solved onto the prior's ``H x W`` grid with ``kcrop:hxw``; or, for an image-domain operator such
-  as ``downsample:K``, taken as the measurement itself.
+  as ``downsample:K``, taken as the measurement itself. ``noise_sigma`` is then the RMS noise of
+  the image's pixels; in k-space it is ``sqrt(HW / hw)`` times that (``F_hw`` is orthonormal).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +150,7 @@ def _from_image(path: Path, config: SolveConfig, prior_hw: tuple[int, int]) -> S
             f"operator {spec} on {big[0]}x{big[1]} images measures {tuple(op.oshape)} but the "
             f"input slices are {small[0]}x{small[1]}"
         )
+    sigma = config.noise_sigma or 0.0
     if _is_kspace(op):
         if spec.split(":")[0].strip() != "kcrop" or "|" in spec:
             raise ProblemError(
@@ -155,13 +158,15 @@ def _from_image(path: Path, config: SolveConfig, prior_hw: tuple[int, int]) -> S
                 f"measurement; for {spec} pass a measurement file (see docs/formats.md)"
             )
         y = lowres_to_kspace(slices, big).astype(np.complex64)
+        # pixel noise of the LR image -> k-space noise: F is orthonormal, times sqrt(HW / hw)
+        sigma *= math.sqrt(big[0] * big[1] / (small[0] * small[1]))
     else:
         y = slices.astype(np.complex64)
     out_shape = _grid(big, slices.shape[0], ndim, axis)
     affine = None if image.affine is None else resampled_affine(
         image.affine, image.data.shape, out_shape)
     return SliceProblem(
-        y=y, operator=spec, image_shape=big, noise_sigma=config.noise_sigma or 0.0,
+        y=y, operator=spec, image_shape=big, noise_sigma=sigma,
         scale=robust_scale(torch.from_numpy(image.data)), ndim=ndim, axis=axis, affine=affine,
         orientation=orientation, kind="image",
     )

@@ -83,6 +83,8 @@ def test_lowres_convention_matches_simulate(run, tmp_path):
     assert problem.operator == "kcrop:7x7"
     np.testing.assert_allclose(problem.y, m.kspace, rtol=0, atol=1e-5 * np.abs(m.kspace).max())
     assert problem.scale == pytest.approx(m.scale, rel=0.2)  # LR intensities are in HR units
+    noisy = load_problem(tmp_path / "lr.npy", SolveConfig(noise_sigma=0.7), (16, 16))
+    assert noisy.noise_sigma == pytest.approx(0.7 * 16 / 7)  # pixel noise -> k-space noise
 
 
 def _smooth() -> np.ndarray:
