@@ -205,3 +205,32 @@ def test_kspace_mix_samples_the_noisy_posterior(setting):
     assert 0.88 < ratio < 1.08, ratio
     z = (emp_mean - fft2c(post_mean[0])).abs() / (kvar / N_SAMPLES).sqrt()
     assert float(z[measured & (kvar > 1e-6)].max()) < 4.5
+
+
+def test_ddnm_plus_noisy_mean_is_close_to_the_posterior_mean(setting):
+    """DDNM+ (Alg. 2) concentrates the measured components near the posterior mean (documented);
+    its unmeasured part still follows the exact ancestral moments."""
+    from invdiff.operators import GaussianNoise
+
+    prior, op, _, measured, _, _ = setting
+    sigma_y = 0.3
+    y = GaussianNoise(sigma_y)(
+        op(prior.sample(1, torch.Generator().manual_seed(42))), torch.Generator().manual_seed(5)
+    )
+    post_mean, post_cov = prior.posterior(op, y, noise_sigma=sigma_y)
+    res = ddnm(
+        op,
+        y,
+        prior,
+        steps=STEPS,
+        n_samples=N_SAMPLES,
+        noise_sigma=sigma_y,
+        final_dc=False,
+        generator=torch.Generator().manual_seed(0),
+    )
+    k = fft2c(res.samples[:, 0, 0])
+    mean, var = ancestral_moments(prior, STEPS)
+    _check_frequencies(k, mean, var, ~measured)
+    err = (k.mean(0) - fft2c(post_mean[0]))[measured].abs().pow(2).sum()
+    assert float(err / post_cov.diagonal().sum()) < 0.1
+    assert float(err) < 0.01 * float((fft2c(post_mean[0])[measured]).abs().pow(2).sum())
