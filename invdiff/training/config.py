@@ -189,10 +189,49 @@ def config_to_json(config: TrainConfig) -> str:
 
 
 def config_mismatch(saved: dict[str, Any], config: TrainConfig) -> list[str]:
-    """Names of settings that differ between a saved run and ``config`` and must not change."""
+    """Names of settings that differ between a saved run and ``config`` and must not change.
+
+    Nested settings are named with dots (``data.axes``). A setting the saved run did not have
+    (written by an older version) counts as unchanged if ``config`` holds its default.
+    """
     now = config_to_dict(config)
-    keys = (set(saved) | set(now)) - RESUMABLE_CHANGES
-    return sorted(k for k in keys if saved.get(k) != now.get(k))
+    return sorted(_diff(saved, now, config, "", skip=RESUMABLE_CHANGES))
+
+
+def _diff(saved: dict[str, Any], now: dict[str, Any], obj: Any, prefix: str,
+          skip: frozenset[str] = frozenset()) -> list[str]:
+    defaults = _field_defaults(obj)
+    out: list[str] = []
+    for key in (set(saved) | set(now)) - skip:
+        name = prefix + key
+        if key not in saved:
+            if key not in defaults or _plain(defaults[key]) != now[key]:
+                out.append(name)
+        elif key not in now:
+            out.append(name)
+        elif isinstance(saved[key], dict) and isinstance(now[key], dict):
+            out.extend(_diff(saved[key], now[key], getattr(obj, key, None), name + "."))
+        elif saved[key] != now[key]:
+            out.append(name)
+    return out
+
+
+def _field_defaults(obj: Any) -> dict[str, Any]:
+    if not dataclasses.is_dataclass(obj):
+        return {}
+    out = {}
+    for f in dataclasses.fields(obj):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    return json.loads(json.dumps(value, default=_json_default))
 
 
 def _json_default(obj: Any) -> Any:

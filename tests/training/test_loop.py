@@ -147,3 +147,17 @@ def test_nonfinite_loss_raises(tmp_path, tiny_model):
                           log_every=1), tiny_model, bad)
     with pytest.raises(FloatingPointError, match="non-finite"):
         tr.run()
+
+
+def test_config_mismatch_names_nested_settings_and_tolerates_new_defaults(tmp_path):
+    from invdiff.training.config import config_mismatch, config_to_dict
+
+    cfg = _config(tmp_path)
+    saved = config_to_dict(cfg)
+    assert config_mismatch(saved, dataclasses.replace(cfg, max_steps=99, device="cuda")) == []
+    changed = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, axes=(0, 1)), seed=3)
+    assert config_mismatch(saved, changed) == ["data.axes", "seed"]
+    older = {k: v for k, v in saved.items() if k != "grad_clip"}  # written before grad_clip
+    older["augment"] = {k: v for k, v in saved["augment"].items() if k != "flip_ud"}
+    assert config_mismatch(older, dataclasses.replace(cfg, grad_clip=1.0)) == []
+    assert config_mismatch(older, dataclasses.replace(cfg, grad_clip=0.5)) == ["grad_clip"]
