@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from invdiff.solvers.steps import randn
+
 Pinv = Callable[[Tensor], Tensor]
 
 
@@ -104,5 +106,5 @@ def perturbed_measurement(
     includes the Hermitian structure of the measured block).
     """
     dtype = y.real.dtype if y.is_complex() else y.dtype
-    z = torch.randn(shape, generator=generator, dtype=dtype, device=y.device)
+    z = randn(shape, generator, dtype, y.device)
     return alpha * y + std * forward(z)

@@ -71,7 +71,9 @@ def kspace_mix(
     sample is rescaled by ``1 / alpha_0`` (VDM) and, with ``final_dc``, made consistent with
     ``y``: a hard replacement ``x + A^+ (y - A x)`` for ``sigma_y = 0`` (then ``A x = y`` to float
     precision), else the noise-aware soft step of
-    :func:`invdiff.solvers.consistency.soft_consistency`.
+    :func:`invdiff.solvers.consistency.soft_consistency`, which moves each sample's measured
+    components towards an estimate of the truth (less spread, lower error); pass
+    ``final_dc=False`` for samples of the noisy posterior.
 
     Args:
         operator: linear operator with ``pinv_real`` or ``pinv``.

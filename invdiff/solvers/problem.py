@@ -59,7 +59,9 @@ class Problem:
 
     def randn(self, generator: torch.Generator | None) -> Tensor:
         """Standard normal noise in image space, shape :attr:`x_shape`."""
-        return torch.randn(self.x_shape, generator=generator, dtype=self.dtype, device=self.device)
+        from invdiff.solvers.steps import randn
+
+        return randn(self.x_shape, generator, self.dtype, self.device)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.operator(x)

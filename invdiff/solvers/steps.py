@@ -73,6 +73,17 @@ class Step:
         return self.sigma_s * self.c**0.5
 
 
+def randn(
+    shape, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device | str
+) -> Tensor:
+    """Standard normal noise drawn on the generator's device, then moved to ``device``.
+
+    A CPU generator therefore also drives a GPU solve (reproducibly, at the cost of a copy).
+    """
+    where = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, dtype=dtype, device=where).to(device)
+
+
 def _gamma(prior, t: Tensor) -> Tensor:
     """``gamma(t)`` as float64, evaluated in the prior's own dtype (float32 unless it says)."""
     dtype = getattr(prior, "dtype", torch.float32)
@@ -149,7 +160,7 @@ def step_from_x0(
     eps = (x_t - st.alpha_t * x0) / st.sigma_t
     out = st.alpha_s * x0 + st.sigma_s * max(1.0 - eta**2 * st.c, 0.0) ** 0.5 * eps
     if eta > 0:
-        z = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype, device=x_t.device)
+        z = randn(x_t.shape, generator, x_t.dtype, x_t.device)
         out = out + eta * st.noise_std * z
     return out
 
@@ -163,7 +174,7 @@ def ancestral_step(
     other ``eta``: :func:`step_from_x0` with ``x0 = (z_t - sigma_t eps_hat) / alpha_t``.
     """
     if eta == 1.0:
-        z = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype, device=x_t.device)
+        z = randn(x_t.shape, generator, x_t.dtype, x_t.device)
         return st.a * (x_t - st.b * eps_hat) + st.noise_std * z
     return step_from_x0(x_t, (x_t - st.sigma_t * eps_hat) / st.alpha_t, st, eta, generator)
 

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from invdiff.solvers.loop import predict_eps, reverse_loop
 from invdiff.solvers.problem import SolverInputError
-from invdiff.solvers.steps import Grid, Step, ancestral_step, check_eta
+from invdiff.solvers.steps import Grid, Step, ancestral_step, check_eta, randn
 
 
 def sample_prior(
@@ -37,7 +37,7 @@ def sample_prior(
     eta = check_eta(eta, "sample_prior")
     dtype = dtype or getattr(prior, "dtype", torch.float32)
     device = getattr(prior, "device", torch.device("cpu"))
-    x = torch.randn((n, *prior.image_shape), generator=generator, dtype=dtype, device=device)
+    x = randn((n, *prior.image_shape), generator, dtype, device)
 
     def update(x: Tensor, st: Step) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
