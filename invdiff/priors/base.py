@@ -44,7 +44,7 @@ class Prior(ABC):
 
     # -- derived quantities ---------------------------------------------------------------
     def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        """``(alpha_t, sigma_t)`` with ``alpha**2 = sigmoid(-gamma)``, ``sigma**2 = sigmoid(gamma)``."""
+        """``(alpha_t, sigma_t)``: ``alpha**2 = sigmoid(-gamma)``, ``sigma**2 = sigmoid(gamma)``."""
         g = self.gamma(t)
         return torch.sigmoid(-g).sqrt(), torch.sigmoid(g).sqrt()
 

@@ -14,5 +14,5 @@ def test_figures_write_pngs_with_one_row_per_panel(tmp_path):
     p2 = lambda_sweep_figure({0.1: _stack(3), 1.0: _stack(4)}, ref, tmp_path / "l.png")
     p3 = uncertainty_figure(_stack(5), _stack(6), ref, tmp_path / "u.png", samples=[_stack(7)])
     heights = [Image.open(p).size[1] for p in (p1, p2, p3)]
-    # 5 rows (ref + 2 x (image, error)), 3 rows (2 lambdas + ref), 5 rows (ref, sample, mean, err, std)
+    # rows: 5 (ref + 2 x (image, error)), 3 (2 lambdas + ref), 5 (ref, sample, mean, err, std)
     assert heights[0] > heights[1] and heights[0] == heights[2]
