@@ -125,10 +125,12 @@ class _SliceBar:
         self.quiet = quiet
         self.bar: Progress | None = None
         self.task: Any = None
+        self.announced = False
 
     def __call__(self, done: int, total: int) -> None:
-        if self.bar is None and not console.is_terminal:  # logs get one line, not a live bar
+        if not self.announced and not console.is_terminal:  # logs get one line, not a live bar
             note(f"solving {self.name}: {total} slices")
+        self.announced = True
         if self.quiet:
             return
         if self.bar is None:
