@@ -4,7 +4,7 @@ All use the operator's real pseudo-inverse ``A^+`` (:func:`invdiff.solvers.probl
 the image stays real after each step, which is how a correction returns to a real-valued prior's
 domain. For ``kcrop`` on real images ``A^+ r = Re F^{-1}[pad(r) with the mirror of an even crop's
 unpaired row/column filled by conjugate symmetry]``, so a weight-1 step makes ``A x = y`` exactly
-whenever ``y`` is the measurement of some real image (see ``/work/shared/MATH-NOTES.md``).
+whenever ``y`` is the measurement of some real image (see :mod:`invdiff.operators.fourier`).
 """
 
 from __future__ import annotations

@@ -125,11 +125,12 @@ def setup(
         )
     if not bool(torch.isfinite(y).all()):
         raise SolverInputError(f"{name}: y contains NaN or Inf")
-    dtype = y.real.dtype if y.is_complex() else y.dtype
-    if not dtype.is_floating_point:
+    if not (y.is_complex() or y.is_floating_point()):
         raise SolverInputError(f"{name}: y must be floating point or complex, got {y.dtype}")
+    # work in the prior's dtype (float32 for network priors, which do not declare one)
+    dtype = getattr(prior, "dtype", torch.float32)
     device = getattr(prior, "device", y.device)
-    y = y.to(device)
+    y = y.to(device=device, dtype=_complex_of(dtype) if y.is_complex() else dtype)
     y_rep = y.unsqueeze(0).expand(n_samples, *y.shape).reshape(n_samples * y.shape[0], *y.shape[1:])
     return Problem(
         name=name,
@@ -143,6 +144,12 @@ def setup(
         device=torch.device(device),
         squeeze=squeeze,
         started=started,
+    )
+
+
+def _complex_of(dtype: torch.dtype) -> torch.dtype:
+    return {torch.float64: torch.complex128, torch.float16: torch.complex32}.get(
+        dtype, torch.complex64
     )
 
 

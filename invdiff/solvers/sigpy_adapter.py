@@ -5,7 +5,7 @@ problem is made real: the Linop maps a real image ``x`` (``ishape``) to the real
 parts of ``A x`` stacked on a trailing axis of 2 (``(*oshape, 2)``), and its adjoint maps such a
 stack ``r`` back to ``Re(A^H (r[..., 0] + i r[..., 1]))``. This is the adjoint under the real inner
 product, and ``|A_r x - y_r|^2 = |A x - y|^2``. Solutions therefore stay real, which keeps the
-unpaired row/column of an even ``kcrop`` exact (see ``MATH-NOTES.md``).
+unpaired row/column of an even ``kcrop`` exact (see :mod:`invdiff.operators.fourier`).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def test_correction_is_seed_formula_for_odd_crop(kcrop, gen):
 def test_correction_is_seed_formula_with_hermitian_pad_for_even_crop(kcrop, gen):
     """Even crop: the seed's formula with pad and mask extended to the unpaired mirrors
     (conjugate-symmetric fill) is real and equals ours; the literal formula's real part is not
-    data consistent on the unpaired row/column (MATH-NOTES)."""
+    data consistent on the unpaired row/column."""
     op, lam = kcrop(8), 0.6
     x, y_t = _problem(op, gen)
     m = op.measured().to(torch.complex128)

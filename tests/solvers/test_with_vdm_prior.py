@@ -48,3 +48,10 @@ def test_dps_guidance_uses_the_network_gradient(vdm_prior):
     a = dps(op, y, vdm_prior, steps=3, zeta=1e-9, generator=torch.Generator().manual_seed(0))
     b = dps(op, y, vdm_prior, steps=3, zeta=1.0, generator=torch.Generator().manual_seed(0))
     assert float((a.samples - b.samples).abs().max()) > 1e-3
+
+
+def test_double_precision_measurement_with_a_float32_network(vdm_prior):
+    op = KCrop((16, 16), (8, 8))
+    y = op(torch.zeros(1, 1, 16, 16, dtype=torch.float64))
+    res = get_solver("kspace-mix")(op, y, vdm_prior, steps=2)
+    assert res.samples.dtype == torch.float32
