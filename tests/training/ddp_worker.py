@@ -1,5 +1,5 @@
 """One rank of the DDP test (run by test_distributed.py with RANK/WORLD_SIZE set), or the
-single-process reference when WORLD_SIZE is unset. Usage: ddp_worker.py OUT_DIR."""
+single-process reference when WORLD_SIZE is unset. Usage: ddp_worker.py OUT_DIR STEPS [resume]."""
 
 from __future__ import annotations
 
@@ -16,19 +16,19 @@ from tiny_model import TinyConfig, TinyModel, export_state, make_images  # noqa:
 from invdiff.training import AugmentConfig, DataConfig, TrainConfig, Trainer  # noqa: E402
 
 
-def config(out: Path) -> TrainConfig:
+def config(out: Path, steps: int = 4, resume: bool = False) -> TrainConfig:
     return TrainConfig(
         model=TinyConfig(deterministic=True), data=DataConfig(paths=("unused.npz",), image_size=16),
         output=str(out / "vdm.ckpt"), batch_size=8, lr=1e-2, warmup_steps=2, ema_decay=0.9,
-        max_steps=4, val_every=2, val_size=6, ckpt_every=2, log_every=1, device="cpu",
-        progress=False, augment=AugmentConfig(max_rotation_deg=10.0, max_scale=0.1),
+        max_steps=steps, resume=resume, val_every=2, val_size=6, ckpt_every=2, log_every=1,
+        device="cpu", progress=False, augment=AugmentConfig(max_rotation_deg=10.0, max_scale=0.1),
     )
 
 
-def main(out: Path) -> None:
+def main(out: Path, steps: int = 4, resume: bool = False) -> None:
     torch.manual_seed(0)
-    trainer = Trainer(config(out), TinyModel(TinyConfig(deterministic=True)), export_state,
-                      images=make_images())
+    model = TinyModel(TinyConfig(deterministic=True))
+    trainer = Trainer(config(out, steps, resume), model, export_state, images=make_images())
     rank = trainer.info.rank
     trainer.run()
     tensors = {f"grad.{n}": p.grad for n, p in trainer.model.named_parameters()}
@@ -39,5 +39,5 @@ def main(out: Path) -> None:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:] == ["resume"])
     os._exit(0)

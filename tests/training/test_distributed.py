@@ -36,22 +36,25 @@ def _env(**extra: str) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_two_gloo_ranks_match_one_process(tmp_path):
+    """Gradients, parameters, EMA, prior file and losses of 2 ranks (stopped after 2 steps and
+    resumed for 2 more) equal one uninterrupted process on the same global batches."""
     single, multi = tmp_path / "single", tmp_path / "multi"
     single.mkdir(), multi.mkdir()
-    port = str(_free_port())
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), str(multi)],
-            env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                     MASTER_PORT=port),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        for r in range(2)
-    ]
     assert "WORLD_SIZE" not in os.environ or os.environ["WORLD_SIZE"] == "1"
-    ddp_worker.main(single)  # the one-process reference, here
-    outs = [p.communicate(timeout=120)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), "\n".join(outs)
+    ddp_worker.main(single, steps=4)  # the one-process reference, here, 4 steps at once
+    for args in (["2"], ["4", "resume"]):  # DDP: 2 steps, stop, resume for 2 more
+        port = str(_free_port())
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(WORKER), str(multi), *args],
+                env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2",
+                         MASTER_ADDR="127.0.0.1", MASTER_PORT=port),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )
+            for r in range(2)
+        ]
+        outs = [p.communicate(timeout=120)[0] for p in procs]
+        assert all(p.returncode == 0 for p in procs), "\n".join(outs)
 
     want = load_file(str(single / "rank0.safetensors"))
     got = [load_file(str(multi / f"rank{r}.safetensors")) for r in range(2)]
