@@ -208,3 +208,13 @@ def test_sigterm_in_a_subprocess_cleans_up(meas, tiny_prior, tmp_path):
     assert proc.returncode == 130, err
     assert "no output was written" in err
     assert set(tmp_path.iterdir()) == before
+
+
+def test_operator_of_a_measurement_file(run, meas, tiny_prior, tmp_path):
+    """An equivalent spelling of the file's operator is accepted; a different operator is not."""
+    r = run("solve", meas, "--operator", "kcrop:8x8", "--prior", tiny_prior,
+            "--out", tmp_path / "a.npy", *FAST)
+    assert r.exit_code == 0, r.output
+    r = run("solve", meas, "--operator", "kcrop:4", "--prior", tiny_prior,
+            "--out", tmp_path / "b.npy", *FAST)
+    _assert_one_line_error(r, "differs from the measurement's operator kcrop:8")
