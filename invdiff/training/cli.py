@@ -27,7 +27,7 @@ def cli_train(
     bf16: bool = False,
     compile: bool = False,
     image_size: int | None = None,
-    axes: Sequence[int] = (2,),
+    axes: Sequence[int] | str = (2,),
     augment: bool = True,
     val_every: int = 500,
     ckpt_every: int = 250,
@@ -50,13 +50,16 @@ def cli_train(
         resume: continue from the resume file next to ``output``.
         device: ``auto``, ``cpu``, ``cuda``...; bf16: bf16 autocast; compile: ``torch.compile``.
         image_size: side of the model's square images (default: the preset's, 128).
-        axes: volume axes to slice (``(0, 1, 2)`` for all three orientations).
+        axes: volume axes to slice: a sequence, or a string ``"all"`` / ``"0,2"``.
         augment: flips, small rotations/scalings and intensity gamma (default settings).
         val_every, ckpt_every, log_every: intervals in steps.
         progress: show the progress display.
     """
     from invdiff.priors.config import VDMConfig
 
+    if isinstance(axes, str):
+        axes = (0, 1, 2) if axes.strip() == "all" else tuple(
+            int(a) for a in axes.split(",") if a.strip())
     overrides = {} if image_size is None else {"image_size": image_size}
     model = VDMConfig.preset(preset, **overrides)
     config = TrainConfig(

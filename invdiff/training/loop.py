@@ -113,7 +113,7 @@ class Trainer:
         self.last_val: float | None = None
         if config.resume:
             self._load(resume_path(self.output))
-        elif self.info.is_main and resume_path(self.output).exists():
+        elif resume_path(self.output).exists():
             raise FileExistsError(
                 f"{resume_path(self.output)} exists: pass resume=True to continue that run "
                 "or delete it to start afresh"

@@ -56,3 +56,13 @@ def test_cli_train_writes_a_loadable_prior(tmp_path):
     weights = load_file(str(out))
     assert all(torch.equal(weights[k], ema[f"ema.{k}"]) for k in weights)
     assert dataclasses.is_dataclass(info["config"])
+
+
+def test_cli_train_parses_axes_strings(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr("invdiff.training.cli.train", lambda cfg: seen.setdefault("cfg", cfg))
+    cli_train(["v.nii"], tmp_path / "v.ckpt", preset="tiny", axes="all")
+    assert seen.pop("cfg").data.axes == (0, 1, 2)
+    cli_train(["v.nii"], tmp_path / "v.ckpt", preset="tiny", axes="0,2", image_size=32)
+    cfg = seen.pop("cfg")
+    assert cfg.data.axes == (0, 2) and cfg.model.image_size == cfg.data.image_size == 32
