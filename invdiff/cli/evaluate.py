@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from invdiff.cli.common import Debug, stdout, user_errors
-from invdiff.metrics import Metrics
-from invdiff.pipeline.evaluate import evaluate_files
+
+if TYPE_CHECKING:  # the library is imported when a command runs, so --help stays fast
+    from invdiff.metrics import Metrics
 
 EPILOG = """\
 Example: invdiff evaluate --reference hr.nii.gz --recon recon.nii.gz --mask auto --json
@@ -32,6 +33,8 @@ def evaluate(
     debug: Debug = False,
 ) -> None:
     """PSNR, SSIM and NMSE (scikit-image), overall and per slice."""
+    from invdiff.pipeline.evaluate import evaluate_files
+
     with user_errors(debug):
         metrics = evaluate_files(reference, recon, mask, axis=axis, frame=frame)
     if as_json:

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from invdiff.cli.common import Debug, console, user_errors
-from invdiff.pipeline.simulate import simulate_files
 
 EPILOG = """\
 Example: invdiff simulate hr.nii.gz --operator kcrop:32 --noise-sigma 0.5 --out meas.npz
@@ -34,6 +33,8 @@ def simulate(
     debug: Debug = False,
 ) -> None:
     """Simulate k-space (or another operator's) measurements, slice by slice."""
+    from invdiff.pipeline.simulate import simulate_files
+
     with user_errors(debug):
         m = simulate_files(hr_input, operator, out, noise_sigma=noise_sigma, axis=axis,
                            frame=frame, seed=seed, lowres_out=lowres_out, overwrite=overwrite)

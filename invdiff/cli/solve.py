@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import (
@@ -20,8 +20,9 @@ from rich.progress import (
 from invdiff.cli.common import EXIT_INTERRUPTED, Debug, console, fail, note, user_errors
 from invdiff.config import ConfigError, load_config, parse_config, resolve_config
 from invdiff.manifest import read_manifest
-from invdiff.pipeline.run import SolveRequest, run_solve
-from invdiff.pipeline.solve import SolveInterrupted
+
+if TYPE_CHECKING:  # the library is imported when a command runs, so --help stays fast
+    from invdiff.pipeline.run import SolveRequest
 
 EPILOG = """\
 Example: invdiff solve meas.npz --prior vdm.ckpt --steps 50 --samples 4 --out recon.nii.gz
@@ -86,6 +87,8 @@ def solve(
     debug: Debug = False,
 ) -> None:
     """Reconstruct slice by slice with a diffusion prior; writes OUT and OUT.manifest.json."""
+    from invdiff.pipeline.run import SolveRequest
+
     flags = {
         "operator": operator, "prior": prior, "solver": solver, "lam": lam, "steps": steps,
         "samples": samples, "seed": seed, "device": device, "batch": batch, "axis": axis,
@@ -154,6 +157,9 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def _run(request: SolveRequest, quiet: bool) -> None:
+    from invdiff.pipeline.run import run_solve
+    from invdiff.pipeline.solve import SolveInterrupted
+
     bar = _SliceBar(request.input.name, quiet)
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
