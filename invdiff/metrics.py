@@ -6,7 +6,9 @@ Definitions, for a reference ``r`` and a reconstruction ``x`` on the voxels of a
   slices are comparable), ``PSNR = 10 log10(data_range^2 / mean_M (r - x)^2)``;
 * ``NMSE = ||r - x||^2 / ||r||^2`` on ``M`` (the square of scikit-image's Euclidean NRMSE);
 * ``SSIM``: scikit-image's 2D SSIM map (7x7 window, Wang et al. 2004) computed per slice and
-  averaged over ``M``; the overall SSIM of a volume is the mean over slices with mask voxels.
+  averaged over ``M`` minus the 3-pixel border scikit-image leaves out (without a mask this is
+  exactly scikit-image's mean SSIM); the overall SSIM of a volume is the mean over slices with
+  mask voxels.
 
 ``mask="auto"`` keeps voxels where the reference exceeds ``AUTO_FRACTION`` of its 99.5th
 percentile (the robust scale of :mod:`invdiff.intensity`), i.e. excludes the background.
@@ -111,10 +113,14 @@ def _slice_metrics(
 ) -> SliceMetrics:
     if not m.any():
         return SliceMetrics(i, None, None, None)
+    pad = (_win(r.shape) - 1) // 2
+    inner = np.zeros_like(m)
+    inner[pad:m.shape[0] - pad, pad:m.shape[1] - pad] = True
+    s = m & inner if (m & inner).any() else m
     return SliceMetrics(
         index=i,
         psnr=_psnr(r[m], x[m], data_range),
-        ssim=float(ssim_map[m].mean()),
+        ssim=float(ssim_map[s].mean()),
         nmse=_nmse(r[m], x[m]),
     )
 

@@ -25,6 +25,10 @@ def test_metrics_match_definitions():
     assert m.slices[1].psnr == pytest.approx(
         10 * math.log10(rng_**2 / np.mean((ref[:, :, 1] - rec[:, :, 1]) ** 2)))
     assert 0.9 < m.ssim < 1.0
+    from skimage.metrics import structural_similarity
+
+    assert m.slices[2].ssim == pytest.approx(
+        structural_similarity(ref[:, :, 2], rec[:, :, 2], data_range=rng_))
     assert evaluate(ref, ref).ssim == pytest.approx(1.0) and evaluate(ref, ref).psnr == math.inf
 
 
