@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from invdiff.cli import evaluate, listing, simulate, solve, train
+from invdiff.cli import demo, evaluate, listing, simulate, solve, train
 
 app = typer.Typer(
     name="invdiff",
@@ -20,6 +20,7 @@ app.command("simulate", epilog=simulate.EPILOG)(simulate.simulate)
 app.command("solve", epilog=solve.EPILOG)(solve.solve)
 app.command("evaluate", epilog=evaluate.EPILOG)(evaluate.evaluate)
 app.command("train", epilog=train.EPILOG)(train.train)
+app.command("demo", epilog=demo.EPILOG)(demo.demo)
 
 priors_app = typer.Typer(help="Diffusion priors.", no_args_is_help=True)
 priors_app.command("list", epilog="Example: invdiff priors list")(listing.priors_list)

@@ -46,19 +46,22 @@ def solve(
         str | None, typer.Option(help="Operator spec; image input default kcrop:<h>x<w>.")
     ] = None,
     prior: Annotated[
-        str | None, typer.Option(help="'default', a checkpoint file, or a plugin name.")
+        str | None, typer.Option(help="'default' (default), a checkpoint file, or a plugin name.")
     ] = None,
-    solver: Annotated[str | None, typer.Option(help="Solver name (invdiff solvers list).")] = None,
+    solver: Annotated[
+        str | None, typer.Option(help="Solver name (invdiff solvers list); default kspace-mix.")
+    ] = None,
     lam: Annotated[
-        float | None, typer.Option("--lambda", help="Data-consistency weight in (0, 1].")
+        float | None, typer.Option("--lambda", help="Data-consistency weight in (0, 1]; default 1.")
     ] = None,
-    steps: Annotated[int | None, typer.Option(help="Sampling steps.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Sampling steps; default 50.")] = None,
     samples: Annotated[
-        int | None, typer.Option(help="Posterior samples per slice; > 1 writes a std map.")
+        int | None,
+        typer.Option(help="Posterior samples per slice (default 1); > 1 writes a std map."),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N.")] = None,
-    batch: Annotated[int | None, typer.Option(help="Slices per solver call.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed; default 0.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu (default), cuda or cuda:N.")] = None,
+    batch: Annotated[int | None, typer.Option(help="Slices per solver call; default 8.")] = None,
     axis: Annotated[int | None, typer.Option(help="Slice axis of 3D volumes (default 2).")] = None,
     frame: Annotated[int | None, typer.Option(help="Volume index of 4D input.")] = None,
     noise_sigma: Annotated[
