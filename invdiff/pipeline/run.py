@@ -98,10 +98,15 @@ def run_solve(
     problem = load_problem(request.input, cfg, (ph, pw))
     if problem.ndim == 3 and image_kind(request.out) == "png":
         raise ValueError(f"output {request.out}: PNG holds 2D images; use .nii.gz or .npy")
+    reference = _reference(request.reference, problem.output_shape, cfg.frame)  # before solving
     t_solve = time.perf_counter()
     output = solve_problem(problem, prior, solver, cfg, progress)
     t_write = time.perf_counter()
-    metrics = _metrics(request.reference, output.mean, problem.axis, cfg.frame)
+    metrics = None if reference is None else {
+        "all_voxels": evaluate(reference, output.mean, axis=problem.axis).to_dict(),
+        "foreground": evaluate(reference, output.mean, auto_mask(reference),
+                               axis=problem.axis).to_dict(),
+    }
     manifest = {
         "command": "solve",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -149,18 +154,16 @@ def _write_images(paths: dict[str, Path], output: SolveOutput, affine: np.ndarra
         write_image(paths["samples"], samples, affine)
 
 
-def _metrics(
-    reference: Path | None, recon: np.ndarray, axis: int | None, frame: int | None
-) -> dict[str, Any] | None:
-    if reference is None:
+def _reference(
+    path: Path | None, shape: tuple[int, ...], frame: int | None
+) -> np.ndarray | None:
+    """The reference image, checked against the output shape before any solving."""
+    if path is None:
         return None
-    ref = read_image(reference, frame=frame).data
-    if ref.shape != recon.shape:
-        raise ValueError(f"reference shape {ref.shape} differs from the output {recon.shape}")
-    return {
-        "all_voxels": evaluate(ref, recon, axis=axis).to_dict(),
-        "foreground": evaluate(ref, recon, auto_mask(ref), axis=axis).to_dict(),
-    }
+    ref = read_image(path, frame=frame).data
+    if ref.shape != tuple(shape):
+        raise ValueError(f"reference {path} has shape {ref.shape}; the output will be {shape}")
+    return ref
 
 
 def _check_digests(found: dict[str, str | None], expected: dict[str, str | None]) -> None:

@@ -218,3 +218,11 @@ def test_operator_of_a_measurement_file(run, meas, tiny_prior, tmp_path):
     r = run("solve", meas, "--operator", "kcrop:4", "--prior", tiny_prior,
             "--out", tmp_path / "b.npy", *FAST)
     _assert_one_line_error(r, "differs from the measurement's operator kcrop:8")
+
+
+def test_reference_of_the_wrong_shape_fails_before_solving(run, meas, tiny_prior, tmp_path):
+    ref = tmp_path / "ref.npy"
+    np.save(ref, _ok_volume())
+    r = run("solve", meas, "--prior", tiny_prior, "--reference", ref, "--out",
+            tmp_path / "o.npy", "--steps", "2")
+    _assert_one_line_error(r, "(8, 8, 2)", "(16, 16, 3)")
