@@ -19,6 +19,7 @@ command-line flags); a later layer overrides an earlier one::
     # noise_sigma = 0.0       # measurement noise std (measurement files carry their own)
     save_samples = false      # also write every sample
     phase = false             # k-space of a complex image: estimate and remove a smooth phase
+    reorient = true           # show the prior slices in its training orientation (see orientation)
 
     [options]                 # passed to the solver as keyword arguments
     # eta = 0.0
@@ -55,6 +56,7 @@ _KEYS: dict[str, tuple[str, tuple[type, ...]]] = {
     "noise_sigma": ("noise_sigma", (float, int)),
     "save_samples": ("save_samples", (bool,)),
     "phase": ("phase", (bool,)),
+    "reorient": ("reorient", (bool,)),
     "options": ("options", (dict,)),
 }
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
@@ -78,6 +80,7 @@ class SolveConfig:
     noise_sigma: float | None = None
     save_samples: bool = False
     phase: bool = False
+    reorient: bool = True
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -75,6 +75,11 @@ def solve(
         typer.Option("--phase/--no-phase", help="Complex-image k-space: estimate, remove and "
                      "restore a smooth phase; writes the magnitude."),
     ] = None,
+    reorient: Annotated[
+        bool | None,
+        typer.Option("--reorient/--no-reorient", help="Show the prior slices in its training "
+                     "orientation (RAS, superior/anterior up; default) or in file voxel order."),
+    ] = None,
     option: Annotated[
         list[str] | None, typer.Option(help="Solver option KEY=VALUE (repeatable), e.g. eta=0.")
     ] = None,
@@ -96,7 +101,7 @@ def solve(
         "operator": operator, "prior": prior, "solver": solver, "lam": lam, "steps": steps,
         "samples": samples, "seed": seed, "device": device, "batch": batch, "axis": axis,
         "frame": frame, "noise_sigma": noise_sigma, "save_samples": save_samples,
-        "phase": phase,
+        "phase": phase, "reorient": reorient,
     }
     with user_errors(debug):
         if option:

@@ -127,7 +127,8 @@ def _from_measurement(path: Path, config: SolveConfig) -> SliceProblem:
     return SliceProblem(
         y=m.kspace, operator=m.operator, image_shape=m.image_shape, noise_sigma=sigma,
         scale=scale, ndim=ndim, axis=axis, affine=affine,
-        orientation=display_orientation(m.source_affine, axis),
+        orientation=display_orientation(m.source_affine, axis) if config.reorient
+        else SliceOrientation(),
         kind="measurement",
     )
 
@@ -136,7 +137,8 @@ def _from_image(path: Path, config: SolveConfig, prior_hw: tuple[int, int]) -> S
     image = read_image(path, frame=config.frame)
     ndim = image.data.ndim
     axis = check_axis(3, config.axis) if ndim == 3 else None
-    orientation = display_orientation(image.affine, axis)
+    orientation = display_orientation(image.affine, axis) if config.reorient \
+        else SliceOrientation()
     big = orientation.stored_shape(prior_hw)
     slices = to_slices(image.data, axis)
     small = tuple(slices.shape[-2:])

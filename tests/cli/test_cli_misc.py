@@ -108,3 +108,14 @@ def test_shipped_slab_is_presented_like_the_training_data():
 
     shown = display_orientation(img.affine, 2).to_display(torch.from_numpy(stored)).numpy()
     assert best(shown) > 0.97 > 0.8 > best(stored)
+
+
+def test_no_reorient_keeps_voxel_order(tmp_path):
+    from invdiff.config import SolveConfig
+    from invdiff.pipeline.problem import load_problem
+
+    path = tmp_path / "lr.nii"
+    nib.save(nib.Nifti1Image(np.ones((8, 6, 2), np.float32), np.eye(4)), path)
+    shown = load_problem(path, SolveConfig(), (16, 16)).orientation
+    raw = load_problem(path, SolveConfig(reorient=False), (16, 16)).orientation
+    assert shown == SliceOrientation(transpose=True, flip_rows=True) and raw.is_identity
