@@ -11,7 +11,7 @@ from invdiff.pipeline.orientation import ReorientedPrior, SliceOrientation, disp
 
 COMMANDS = [
     ["simulate"], ["solve"], ["evaluate"], ["priors", "list"], ["operators", "list"],
-    ["operators", "check"], ["solvers", "list"], ["train"],
+    ["operators", "check"], ["solvers", "list"], ["train"], ["demo"],
 ]
 
 
