@@ -115,6 +115,18 @@ def run_method(
     return MethodRun(name, factor, volume, std, samples, seconds, nfe)
 
 
+def posterior_runs(
+    problem: SliceProblem, prior: Prior, config: SolveConfig, factor: int
+) -> tuple[MethodRun, MethodRun]:
+    """``config.samples`` posterior samples: (the first sample alone, their mean and std)."""
+    config = dataclasses.replace(config, save_samples=True)
+    post = run_method(problem, prior, config.solver, config, factor,
+                      f"{config.solver} (mean of {config.samples})")
+    one = dataclasses.replace(post, method=f"{config.solver} (1 sample)", mean=post.samples[0],
+                              std=None, samples=None)
+    return one, post
+
+
 def unguided(operator: Any, y: torch.Tensor, prior: Any, *, steps: int = 50, n_samples: int = 1,
              generator: torch.Generator | None = None, **_: Any) -> SolveResult:
     """Lambda = 0 of the sweep: prior samples that ignore ``y`` (seed Fig. 4, first column)."""
@@ -140,17 +152,15 @@ def run_demo(
                        device=config.device, batch=reference.shape[0])
     rows: list[dict[str, Any]] = []
     for n in config.factors:
-        problem = _problem(image, n, out, base, prior)
+        problem = simulated_problem(image, n, out, base, prior)
         runs = []
         for name in config.baselines:
             note(f"{name} at kcrop:{n}")
             runs.append(run_method(problem, prior, name, base, n, name))
         note(f"{config.solver} at kcrop:{n}, {config.samples} samples x {config.steps} steps")
         cfg = dataclasses.replace(base, solver=config.solver, samples=config.samples,
-                                  lam=config.lam, save_samples=True)
-        posterior = run_method(problem, prior, config.solver, cfg, n, f"{config.solver} (mean)")
-        one = dataclasses.replace(posterior, method=f"{config.solver} (1 sample)",
-                                  mean=posterior.samples[0], std=None, samples=None)
+                                  lam=config.lam)
+        one, posterior = posterior_runs(problem, prior, cfg, n)
         runs += [one, posterior]
         rows += [r.row(reference) for r in runs]
         comparison_figure({r.method: r.mean for r in runs}, reference, out / f"comparison_{n}.png",
@@ -182,7 +192,10 @@ def lambda_sweep(problem: SliceProblem, prior: Prior, base: SolveConfig, config:
     return sweep
 
 
-def _problem(image: Image, n: int, out: Path, config: SolveConfig, prior: Prior) -> SliceProblem:
+def simulated_problem(
+    image: Image, n: int, out: Path, config: SolveConfig, prior: Prior
+) -> SliceProblem:
+    """Simulate noiseless ``kcrop:n`` k-space of ``image``, write it to ``out``, load it back."""
     spec = f"kcrop:{n}"
     folder = out / f"kcrop{n}"
     folder.mkdir(exist_ok=True)

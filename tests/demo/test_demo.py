@@ -41,7 +41,7 @@ def test_demo_writes_figures_and_metrics_and_refuses_a_full_folder(tmp_path, pri
         assert (out / name).is_file(), name
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     methods = {r["method"] for r in rows}
-    assert {"zero-fill", "bilinear", "bicubic", "kspace-mix (mean)"} <= methods
+    assert {"zero-fill", "bilinear", "bicubic", "kspace-mix (mean of 2)"} <= methods
     zf = {r["factor"]: float(r["psnr"]) for r in rows if r["method"] == "zero-fill"}
     assert zf["2x (64->128)"] > zf["4x (32->128)"] > 15  # more k-space, better zero-fill
     again = CliRunner().invoke(app, args)
