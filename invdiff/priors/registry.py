@@ -64,15 +64,20 @@ def reload_plugins() -> None:
 
 
 def list_priors() -> dict[str, str]:
-    """``{name: "module:attr"}`` of the priors that import; broken plugins warn and are skipped."""
+    """``{name: description}`` of the priors that import; broken plugins warn and are skipped.
+
+    The description is the first line of the entry point's docstring (its ``module:attr`` when
+    it has none), as :func:`invdiff.operators.list_operators` does for operators.
+    """
     out: dict[str, str] = {}
     for name, ep in sorted(_entry_points().items()):
         try:
-            _load(name)
+            factory = _load(name)
         except PriorPluginError as err:
             warnings.warn(f"skipping {err}", stacklevel=2)
             continue
-        out[name] = ep.value
+        doc = (getattr(factory, "__doc__", None) or "").strip()
+        out[name] = doc.splitlines()[0] if doc else ep.value
     return out
 
 

@@ -7,6 +7,7 @@ import importlib.metadata
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,22 +21,32 @@ from invdiff.priors.default import DefaultPriorMissingError
 from invdiff.priors.vdm import VDMPrior
 
 PLUGIN_SRC = Path(__file__).resolve().parents[1] / "plugins" / "tiny_prior_plugin"
-PLUGIN_DIST = "invdiff-tiny-prior-plugin"
 
 
 @pytest.fixture(scope="session")
-def tiny_plugin(tmp_path_factory) -> str:
-    """Install the tiny plugin distribution into the running interpreter (once; idempotent)."""
-    try:
-        importlib.metadata.distribution(PLUGIN_DIST)
-    except importlib.metadata.PackageNotFoundError:
-        src = tmp_path_factory.mktemp("plugin") / "tiny_prior_plugin"  # keep build files out
-        shutil.copytree(PLUGIN_SRC, src)
-        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation"]
-        subprocess.run([*cmd, "-q", str(src)], check=True, capture_output=True)
-        importlib.invalidate_caches()
+def tiny_plugin(tmp_path_factory) -> Iterator[str]:
+    """Install the tiny plugin distribution into a temporary folder put on ``sys.path``.
+
+    ``pip install --target`` keeps the interpreter's environment untouched (a plugin installed
+    into the venv would show up in every user's ``invdiff priors list``); ``importlib.metadata``
+    finds the distribution's entry points through ``sys.path`` like any installed plugin.
+    """
+    src = tmp_path_factory.mktemp("plugin") / "tiny_prior_plugin"  # keep build files out
+    shutil.copytree(PLUGIN_SRC, src)
+    target = tmp_path_factory.mktemp("site")
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q",
+           "--no-index", "--target", str(target), str(src)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    sys.path.insert(0, str(target))
+    importlib.invalidate_caches()
     registry.reload_plugins()
-    return "tiny-test-prior"
+    try:
+        yield "tiny-test-prior"
+    finally:
+        sys.path.remove(str(target))
+        sys.modules.pop("tiny_prior_plugin", None)
+        importlib.invalidate_caches()
+        registry.reload_plugins()
 
 
 @pytest.fixture
@@ -46,7 +57,7 @@ def fresh_registry():
 
 
 def test_installed_plugin_resolves_by_name(tiny_plugin, fresh_registry):
-    assert registry.list_priors()[tiny_plugin] == "tiny_prior_plugin:load"
+    assert registry.list_priors()[tiny_plugin].startswith("Standard normal data on 4 x 4 images")
     prior = registry.resolve_prior(tiny_plugin)
     assert isinstance(prior, Prior) and prior.image_shape == (1, 4, 4)
     x_t = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
@@ -54,8 +65,8 @@ def test_installed_plugin_resolves_by_name(tiny_plugin, fresh_registry):
     torch.testing.assert_close(prior.eps(x_t, torch.tensor(0.5)), sigma * x_t)
 
 
-def test_builtin_default_is_listed(fresh_registry):
-    assert registry.list_priors()["default"] == "invdiff.priors.default:load_default_prior"
+def test_builtin_default_is_listed_with_its_description(fresh_registry):
+    assert registry.list_priors()["default"].startswith("The shipped default prior: a VDM")
 
 
 def test_missing_default_weights_give_clear_error(fresh_registry, monkeypatch, tmp_path):
@@ -115,7 +126,7 @@ def test_duplicate_plugin_warns_first_wins(monkeypatch, fresh_registry):
     _with_extra(monkeypatch, dup)
     with pytest.warns(UserWarning, match="registered twice"):
         names = registry.list_priors()
-    assert names["default"] == "invdiff.priors.default:load_default_prior"
+    assert names["default"].startswith("The shipped default prior")
 
 
 def test_plugin_returning_non_prior_is_a_type_error(monkeypatch, fresh_registry):
@@ -123,3 +134,14 @@ def test_plugin_returning_non_prior_is_a_type_error(monkeypatch, fresh_registry)
     _with_extra(monkeypatch, odd)
     with pytest.raises(TypeError, match="expected an invdiff Prior"):
         registry.resolve_prior("odd")
+
+
+def test_listing_falls_back_to_the_entry_point_without_a_docstring(
+    monkeypatch, fresh_registry, tmp_path
+):
+    (tmp_path / "nodoc_prior_mod.py").write_text("def load(device='cpu'):\n    raise SystemExit\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ep = importlib.metadata.EntryPoint(name="nodoc", value="nodoc_prior_mod:load",
+                                       group=registry.GROUP)
+    _with_extra(monkeypatch, ep)
+    assert registry.list_priors()["nodoc"] == "nodoc_prior_mod:load"

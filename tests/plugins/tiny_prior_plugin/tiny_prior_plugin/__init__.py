@@ -30,5 +30,5 @@ class StandardNormalPrior(Prior):
 
 
 def load(device: str = "cpu") -> StandardNormalPrior:
-    """Entry point ``tiny-test-prior``: ``(device) -> Prior``."""
+    """Standard normal data on 4 x 4 images (invdiff's test plugin, ``tiny-test-prior``)."""
     return StandardNormalPrior(device)
