@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pickle
+import stat
 
 import pytest
 import safetensors.torch
@@ -36,6 +38,17 @@ def test_round_trip_is_bit_exact(tmp_path, tiny_vdm, images):
     assert info["metadata"] == {"step": 12, "data": "colin27"}
     assert info["version"] == __version__ and info["config"] == tiny_vdm.config
     assert [p.name for p in tmp_path.iterdir()] == ["vdm.ckpt"]  # no temporary file left
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_saved_prior_has_ordinary_file_permissions(tmp_path, tiny_vdm):
+    """Readable like any file the user creates (umask applies), not mkstemp's private 0600."""
+    old = os.umask(0o022)
+    try:
+        save_prior(tmp_path / "vdm.ckpt", tiny_vdm)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "vdm.ckpt").stat().st_mode) == 0o644
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
