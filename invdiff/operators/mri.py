@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -136,8 +137,8 @@ def cartesian_mask(
         generator: random source for ``"random"``.
     """
     h, w = check_shape(shape, "mask shape")
-    if not accel >= 1:
-        raise ValueError(f"kmask: accel must be >= 1, got {accel}")
+    if not (math.isfinite(accel) and accel >= 1):
+        raise ValueError(f"kmask: accel must be a finite number >= 1, got {accel}")
     if not 0 <= acs <= h:
         raise ValueError(f"kmask: acs must be in [0, {h}] (image height), got {acs}")
     rows = torch.zeros(h, dtype=torch.bool)
@@ -157,9 +158,36 @@ def cartesian_mask(
     return rows[:, None].expand(h, w).clone()
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def load_npy(path: str | Path, what: str) -> np.ndarray:
+    """A numeric array from a ``.npy`` file, never unpickled; one-line errors naming the file.
+
+    Args:
+        path: the file.
+        what: what the file holds, for error messages (e.g. ``"kmask file"``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} not found")
+    with path.open("rb") as f:
+        magic = f.read(len(_NPY_MAGIC))
+    if magic != _NPY_MAGIC:
+        raise ValueError(f"{what} {path} is not a .npy file (write it with numpy.save)")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as err:  # object arrays need pickle; truncated files
+        raise ValueError(f"{what} {path}: cannot read a numeric array "
+                         f"({str(err).splitlines()[0]})") from None
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise ValueError(f"{what} {path}: expected a numeric array, got dtype {arr.dtype}")
+    return arr
+
+
 def load_mask(path: str | Path, shape: Shape) -> Tensor:
     """Load a 0/1 mask from ``.npy``: shape ``(H, W)``, or ``(H,)`` for whole rows."""
-    arr = np.load(Path(path), allow_pickle=False)
+    arr = load_npy(path, "kmask file")
     h, w = shape
     if arr.shape == (h,):
         arr = np.broadcast_to(arr[:, None], (h, w))
@@ -314,7 +342,7 @@ def espirit_maps(
 
 def load_maps(path: str | Path, shape: Shape, what: str = "sense maps") -> Tensor:
     """Load a complex ``(C, H, W)`` array from ``.npy`` and check its image shape."""
-    arr = np.load(Path(path), allow_pickle=False)
+    arr = load_npy(path, f"{what} file")
     if arr.ndim != 3 or tuple(arr.shape[1:]) != tuple(shape):
         raise ValueError(f"{what} file {path}: expected shape (C, {shape[0]}, {shape[1]}), "
                          f"got {arr.shape}")
@@ -345,4 +373,4 @@ def sense_from_spec(args: str, image_shape: tuple[int, int]) -> LinearOperator:
 
 
 __all__ = ["KMask", "Sense", "birdcage_maps", "cartesian_mask", "espirit_maps",
-           "kmask_from_spec", "load_mask", "load_maps", "sense_from_spec"]
+           "kmask_from_spec", "load_mask", "load_maps", "load_npy", "sense_from_spec"]

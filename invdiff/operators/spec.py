@@ -84,6 +84,9 @@ def from_spec(spec: str, image_shape: tuple[int, int]) -> LinearOperator:
         raise ValueError(f"image_shape must be two positive ints (H, W), got {tuple(image_shape)}")
     op: LinearOperator | None = None
     for stage in spec.split("|"):
+        if not stage.strip():
+            raise ValueError(f"empty stage in spec {spec!r}: write stages as 'a|b', one '|' "
+                             "between two operators")
         name, _, args = stage.strip().partition(":")
         name = name.strip()
         factories = registry()

@@ -52,7 +52,9 @@ def test_chain_passes_the_previous_output_shape():
     ("downsample:17", "larger than the image"),
     ("kmask:acs=4", "expected 'accel=R'"),
     ("kmask:accel=four", "accel='four' is not a valid float"),
-    ("kmask:accel=0.5", "accel must be >= 1, got 0.5"),
+    ("kmask:accel=0.5", "accel must be a finite number >= 1, got 0.5"),
+    ("kmask:accel=inf", "accel must be a finite number >= 1, got inf"),
+    ("kmask:accel=nan", "accel must be a finite number >= 1, got nan"),
     ("kmask:accel=4,acs=40", r"acs must be in \[0, 16\]"),
     ("kmask:accel=4,speed=2", "unknown option 'speed'"),
     ("kmask:accel=4,accel=2", "given twice"),
@@ -61,7 +63,9 @@ def test_chain_passes_the_previous_output_shape():
     ("sense:birdcage=0", "positive integer"),
     ("sense:birdcage=2,calib=4", "only apply to espirit"),
     ("sense:", "exactly one"),
-    ("fft||kcrop:8", "unknown operator ''"),
+    ("fft||kcrop:8", "empty stage in spec 'fft||kcrop:8'"),
+    ("kcrop:8|", "empty stage"),
+    ("|fft", "empty stage"),
 ])
 def test_malformed_specs_raise_clear_errors(text, message):
     with pytest.raises(ValueError, match=message):
@@ -179,3 +183,25 @@ def test_registry_is_read_once(fake_entry_points, monkeypatch):
     list_operators()
     from_spec("fft", (8, 8))
     assert len(calls) == 1
+
+
+def test_unreadable_mask_and_maps_files_name_the_file(tmp_path):
+    """Missing, non-.npy, pickled and non-numeric files: one-line errors naming the file."""
+    (tmp_path / "text.npy").write_text("0 1 0 1")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}] * 16, dtype=object), allow_pickle=True)
+    np.save(tmp_path / "str.npy", np.array(["1"] * 16))
+    np.savez(tmp_path / "arch.npz", mask=np.ones(16))
+    cases = [
+        ("missing.npy", FileNotFoundError, "not found"),
+        ("text.npy", ValueError, "is not a .npy file"),
+        ("arch.npz", ValueError, "is not a .npy file"),
+        ("obj.npy", ValueError, "cannot read a numeric array"),
+        ("str.npy", ValueError, "expected a numeric array, got dtype <U1"),
+    ]
+    for name, error, message in cases:
+        path = tmp_path / name
+        for text, what in ((f"kmask:file={path}", "kmask file"), (f"sense:{path}", "sense maps"),
+                           (f"sense:espirit={path}", "espirit k-space")):
+            with pytest.raises(error, match=f"{what}.*{name}") as info:
+                from_spec(text, (16, 16))
+            assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
