@@ -115,8 +115,8 @@ class Trainer:
             self._load(resume_path(self.output))
         elif resume_path(self.output).exists():
             raise FileExistsError(
-                f"{resume_path(self.output)} exists: pass resume=True to continue that run "
-                "or delete it to start afresh"
+                f"{resume_path(self.output)} exists: continue that run with --resume "
+                "(resume=True in Python) or delete it to start afresh"
             )
         loss_module: nn.Module = _LossModule(self.model)
         if self.info.enabled:
@@ -245,6 +245,15 @@ class Trainer:
             f"training on {self.device} x{info.world_size}: {len(self.images.train)} images, "
             f"{len(self.images.val)} held out, batch {cfg.batch_size}, step {self.step_count}"
         )
+        if cfg.val_every and len(self.images.val) == 0:
+            display.message("no held-out images, so no validation bits/dim: pass validation "
+                            "data (--val-data) or several volumes")
+        if self.step_count >= cfg.max_steps:
+            display.message(f"already at step {self.step_count} (>= {cfg.max_steps} steps): "
+                            "nothing to train; raise the step count to continue")
+            display.close()
+            tdist.teardown(info)
+            return self.output
         t0 = time.monotonic()
         acc = torch.zeros(3, device=self.device)
         window_t, window_n = time.monotonic(), 0

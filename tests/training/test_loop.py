@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -161,3 +163,44 @@ def test_config_mismatch_names_nested_settings_and_tolerates_new_defaults(tmp_pa
     older["augment"] = {k: v for k, v in saved["augment"].items() if k != "flip_ud"}
     assert config_mismatch(older, dataclasses.replace(cfg, grad_clip=1.0)) == []
     assert config_mismatch(older, dataclasses.replace(cfg, grad_clip=0.5)) == ["grad_clip"]
+
+
+def test_interrupt_stops_after_the_step_with_a_checkpoint(tmp_path, tiny_model, images):
+    """SIGINT (Ctrl-C) or SIGTERM: finish the step, write prior and resume file, resume from it."""
+    cfg = _config(tmp_path, max_steps=8)
+    tr = _trainer(cfg, tiny_model, images)
+    step = tr.step
+
+    def step_then_signal():
+        out = step()
+        if tr.step_count == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    tr.step = step_then_signal
+    handler = signal.getsignal(signal.SIGTERM)
+    tr.run()
+    assert tr.step_count == 3 and signal.getsignal(signal.SIGTERM) is handler  # restored
+    again = _trainer(dataclasses.replace(cfg, resume=True), tiny_model, images)
+    assert again.step_count == 3
+    torch.testing.assert_close(again.model.state_dict(), tr.model.state_dict(), rtol=0, atol=0)
+
+
+def test_resume_at_or_past_the_step_count_trains_nothing(tmp_path, tiny_model, images, capsys):
+    out = tmp_path / "vdm.ckpt"
+    _trainer(_config(tmp_path, max_steps=4), tiny_model, images).run()
+    before = out.stat().st_mtime_ns, resume_path(out).read_bytes()
+    again = _trainer(_config(tmp_path, max_steps=2, resume=True, progress=True), tiny_model,
+                     images)
+    capsys.readouterr()
+    again.run()
+    assert again.step_count == 4
+    assert (out.stat().st_mtime_ns, resume_path(out).read_bytes()) == before
+    err = capsys.readouterr().err
+    assert "already at step 4 (>= 2 steps): nothing to train" in err and "wrote" not in err
+
+
+def test_missing_validation_data_is_announced(tmp_path, tiny_model, images, capsys):
+    no_val = dataclasses.replace(images, val=images.val[:0])
+    _trainer(_config(tmp_path, max_steps=1, progress=True), tiny_model, no_val).run()
+    assert "no held-out images, so no validation bits/dim" in capsys.readouterr().err
