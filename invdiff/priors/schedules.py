@@ -30,6 +30,10 @@ from torch import Tensor, nn
 
 SCHEDULES = ("learned", "linear", "cosine")
 
+#: Std of the normal initialisation of the learned schedule's hidden weights (vdm's
+#: ``nn.initializers.normal()`` default, ``jax.nn.initializers.normal(stddev=0.01)``).
+HIDDEN_INIT_STD = 0.01
+
 #: A function applied to the schedule's shape tensors (identity in value).
 ShapeHook = Callable[[Tensor], Tensor]
 
@@ -81,7 +85,9 @@ class LearnedSchedule(Schedule):
         gamma_min: initial ``gamma_0`` (``-log SNR_max``).
         gamma_max: initial ``gamma_1`` (``-log SNR_min``).
         n_features: width of the monotone hidden layer (1024 in the paper).
-        generator: seeds the initialisation of the hidden layers (normal, std 1, as in vdm).
+        generator: seeds the initialisation of the hidden layers: normal with std
+            :data:`HIDDEN_INIT_STD` = 0.01, vdm's ``nn.initializers.normal()`` (whose default
+            ``stddev`` is 0.01), so the initial schedule is linear up to ~1e-4.
     """
 
     def __init__(
@@ -98,9 +104,10 @@ class LearnedSchedule(Schedule):
         self.n_features = n_features
         self.w1 = nn.Parameter(torch.tensor(float(gamma_max - gamma_min)))
         self.b1 = nn.Parameter(torch.tensor(float(gamma_min)))
-        self.w2 = nn.Parameter(torch.randn(n_features, generator=generator))
+        std = HIDDEN_INIT_STD
+        self.w2 = nn.Parameter(std * torch.randn(n_features, generator=generator))
         self.b2 = nn.Parameter(torch.zeros(n_features))
-        self.w3 = nn.Parameter(torch.randn(n_features, generator=generator))
+        self.w3 = nn.Parameter(std * torch.randn(n_features, generator=generator))
 
     def _g_tilde(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """Unnormalised ``g~(t)`` and ``g~'(t)`` (derivative in closed form)."""

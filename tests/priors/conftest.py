@@ -15,13 +15,20 @@ def tiny_config() -> VDMConfig:
 
 
 def make_vdm(config: VDMConfig, seed: int = 0) -> VDM:
-    """A VDM with deterministic random weights, output layers perturbed away from zero."""
+    """A VDM with deterministic random weights, output layers perturbed away from zero and a
+    non-linear learned schedule."""
     torch.manual_seed(seed)
     model = VDM(config, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         for p in model.net.parameters():
             if p.ndim > 1 and not p.any():  # zero-initialised layers: make the net non-trivial
                 p.normal_(0.0, 0.05)
+        # vdm's schedule init (std 0.01) is linear to ~1e-4, where w1 cancels in the rescaling
+        # to the endpoints; tests of the schedule's gradients need a non-linear shape
+        schedule = model.schedule
+        if hasattr(schedule, "w2"):
+            schedule.w2.mul_(100.0)
+            schedule.w3.mul_(100.0)
     return model
 
 

@@ -40,6 +40,9 @@ def test_learned_gamma_receives_gradients():
     schedule = LearnedSchedule(
         -13.3, 5.0, n_features=32, generator=torch.Generator().manual_seed(0)
     )
+    with torch.no_grad():  # away from vdm's (linear) init, where w1 cancels like b1
+        schedule.w2.mul_(100.0)
+        schedule.w3.mul_(100.0)
     gamma, dgamma = schedule.gamma_and_derivative(torch.rand(16, generator=torch.Generator()))
     (gamma.sum() + dgamma.sum()).backward()
     for name, p in schedule.named_parameters():
@@ -103,3 +106,14 @@ def test_schedule_ignores_autocast():
         g_auto = schedule(t)
     assert g_auto.dtype == torch.float32
     torch.testing.assert_close(g_auto, schedule(t))
+
+
+def test_learned_schedule_initialised_as_vdm():
+    """vdm's NoiseSchedule_NNet draws l2, l3 from ``nn.initializers.normal()`` (std 0.01), so
+    the initial gamma is the linear schedule gamma_min + (gamma_max - gamma_min) t to ~1e-3."""
+    schedule = LearnedSchedule(-13.3, 5.0, generator=torch.Generator().manual_seed(0))
+    for w in (schedule.w2, schedule.w3):
+        assert 0.008 < float(w.detach().std()) < 0.012
+    with torch.no_grad():
+        gamma = schedule(T_GRID)
+    torch.testing.assert_close(gamma, -13.3 + 18.3 * T_GRID, atol=1e-3, rtol=0)
