@@ -40,12 +40,14 @@ def dps(
         x_s    = x_s' - zeta_t grad_{x_t} |y - A x0_hat|^2,  zeta_t = zeta / |y - A x0_hat|
 
     i.e. the paper's constant step ``zeta'`` normalised by the residual norm (not scaled by the
-    schedule). Works with any operator (no pseudo-inverse needed); ``noise_sigma`` is not used
-    (the step size absorbs it, as in the paper). Costs one forward and one backward pass of the
-    network per step.
+    schedule). The authors' code (DPS2022/diffusion-posterior-sampling, ``PosteriorSampling``)
+    steps by ``scale * grad |y - A x0_hat|`` instead, which is ``zeta' = scale / 2`` here: its
+    ``scale = 1.0`` corresponds to ``zeta = 0.5``. Works with any operator (no pseudo-inverse
+    needed); ``noise_sigma`` is not used (the step size absorbs it, as in the paper). Costs one
+    forward and one backward pass of the network per step.
 
     Args: as :func:`invdiff.solvers.kspace_mix.kspace_mix`, plus ``zeta > 0`` (the paper's
-    ``zeta'``, 1.0 for most of its experiments); no ``lam`` or final data-consistency step.
+    ``zeta'`` of Algorithm 1); no ``lam`` or final data-consistency step.
     """
     name = "dps"
     p = setup(name, operator, y, prior, steps=steps, n_samples=n_samples)
