@@ -28,6 +28,7 @@ def cli_train(
     compile: bool = False,
     image_size: int | None = None,
     axes: Sequence[int] | str = (2,),
+    reorient: bool = True,
     augment: bool = True,
     val_every: int = 500,
     ckpt_every: int = 250,
@@ -51,6 +52,8 @@ def cli_train(
         device: ``auto``, ``cpu``, ``cuda``...; bf16: bf16 autocast; compile: ``torch.compile``.
         image_size: side of the model's square images (default: the preset's, 128).
         axes: volume axes to slice: a sequence, or a string ``"all"`` / ``"0,2"``.
+        reorient: NIfTI slices in display orientation (as ``invdiff solve`` presents them);
+            ``False`` keeps the file's voxel order.
         augment: flips, small rotations/scalings and intensity gamma (default settings).
         val_every, ckpt_every, log_every: intervals in steps.
         progress: show the progress display.
@@ -66,7 +69,7 @@ def cli_train(
         model=model,
         data=DataConfig(paths=tuple(str(p) for p in data),
                         val_paths=tuple(str(p) for p in val_data),
-                        image_size=model.image_size, axes=tuple(axes)),
+                        image_size=model.image_size, axes=tuple(axes), reorient=reorient),
         augment=AugmentConfig(enabled=augment),
         output=str(output),
         batch_size=batch_size, lr=lr, warmup_steps=warmup, ema_decay=ema_decay,

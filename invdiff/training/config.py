@@ -32,6 +32,9 @@ class DataConfig:
             ``val_key`` array and volumes/folders hold out ``val_fraction`` of the files.
         image_size: side of the square images the model sees.
         axes: volume axes to slice along (0, 1, 2); ``(0, 1, 2)`` takes all three orientations.
+        reorient: present NIfTI slices in display orientation (RAS, superior/anterior at the
+            top), the orientation ``invdiff solve`` shows a prior by default; ``False`` keeps
+            the file's voxel order (then solve with ``--no-reorient``).
         min_foreground: skip slices whose fraction of pixels above 10 % of the volume's robust
             scale is below this (near-empty slices outside the head).
         val_fraction: fraction of volumes/PNG files held out when ``val_paths`` is empty.
@@ -42,6 +45,7 @@ class DataConfig:
     val_paths: tuple[str, ...] = ()
     image_size: int = 128
     axes: tuple[int, ...] = (2,)
+    reorient: bool = True
     min_foreground: float = 0.05
     val_fraction: float = 0.1
     train_key: str = "train"

@@ -4,8 +4,13 @@ For each volume (``.nii``/``.nii.gz``; 4D volumes use their first frame):
 
 1. magnitude ``m = |v|`` and its robust scale ``s`` over the whole volume
    (:func:`invdiff.intensity.robust_scale`, the 99.5th percentile);
-2. slices along each of ``DataConfig.axes``; a slice is kept if at least ``min_foreground`` of
-   its pixels exceed ``0.1 s`` (near-empty slices outside the head are skipped);
+2. slices along each of ``DataConfig.axes`` (axes of the file's voxel array), turned to display
+   orientation when ``DataConfig.reorient`` (default): the slice ``flipud(C.T)`` of the RAS slice
+   ``C``, superior/anterior at the top, as the shipped data (``scripts/build_dataset.py``) and as
+   ``invdiff solve`` presents slices to a prior by default
+   (:func:`invdiff.pipeline.orientation.display_orientation`); a slice is kept if at least
+   ``min_foreground`` of its pixels exceed ``0.1 s`` (near-empty slices outside the head are
+   skipped);
 3. ``x = clip(2 m / s - 1, -1, 1)`` (:func:`invdiff.intensity.to_prior_range`);
 4. resized (bilinear, antialiased) so that the longer physical side (voxel sizes from the
    header) spans ``image_size`` pixels with square pixels, then padded with background (-1)
@@ -30,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from invdiff.intensity import robust_scale, to_prior_range
+from invdiff.pipeline.orientation import display_orientation
 from invdiff.training.config import DataConfig
 from invdiff.training.data import ImageSets
 
@@ -77,12 +83,17 @@ def load_file_slices(path: Path, config: DataConfig) -> Tensor:
         stacks = [(image[None], (1.0, 1.0))]
         scale = robust_scale(image)
     else:
-        volume, zooms = _read_nifti(path)
+        volume, zooms, affine = _read_nifti(path)
         scale = robust_scale(volume)
         stacks = []
         for axis in config.axes:
+            stack = volume.movedim(axis, 0)
             rest = tuple(zooms[a] for a in range(3) if a != axis)
-            stacks.append((volume.movedim(axis, 0), rest))
+            if config.reorient:
+                orientation = display_orientation(affine, axis)
+                stack = orientation.to_display(stack)
+                rest = rest[::-1] if orientation.transpose else rest
+            stacks.append((stack, rest))
     out = []
     for stack, (dy, dx) in stacks:
         foreground = (stack > FOREGROUND_LEVEL * scale).flatten(1).float().mean(1)
@@ -120,7 +131,8 @@ def _kind(path: Path) -> str | None:
     return None
 
 
-def _read_nifti(path: Path) -> tuple[Tensor, tuple[float, float, float]]:
+def _read_nifti(path: Path) -> tuple[Tensor, tuple[float, float, float], np.ndarray]:
+    """Magnitude volume, voxel sizes and affine of a 3D (or the first frame of a 4D) NIfTI."""
     import nibabel as nib
 
     img = nib.load(str(path))
@@ -132,7 +144,8 @@ def _read_nifti(path: Path) -> tuple[Tensor, tuple[float, float, float]]:
     zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
     if not all(math.isfinite(z) and z > 0 for z in zooms):
         zooms = (1.0, 1.0, 1.0)
-    return torch.from_numpy(np.abs(np.nan_to_num(data))), zooms  # type: ignore[return-value]
+    volume = torch.from_numpy(np.abs(np.nan_to_num(data)))
+    return volume, zooms, np.asarray(img.affine, dtype=np.float64)  # type: ignore[return-value]
 
 
 def _read_png(path: Path) -> Tensor:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -76,6 +79,50 @@ def test_nifti_slices_skip_empty_and_normalise(tmp_path):
     assert x.min() == -1 and x.max() == 1 and x.dtype == torch.float16
     axial = load_file_slices(tmp_path / "v.nii.gz", DataConfig(paths=(p,), image_size=16))
     assert len(axial) < len(x)
+
+
+def test_nifti_slices_are_display_oriented_whatever_the_voxel_order(tmp_path):
+    """One anatomy stored in three voxel orders (with matching affines, anisotropic voxels) gives
+    the same training slices: display orientation ``flipud(C.T)`` of the RAS slice ``C``."""
+    vol = _ball_volume()  # RAS voxel order, shape (20, 24, 12), voxels 1 x 2 x 1 mm
+    vol[2:9, 10:14] += 50.0  # break the symmetries so that a wrong flip or transpose shows
+    files = {
+        "ras": (vol, np.diag([1.0, 2.0, 1.0, 1.0])),
+        # stored[i, j, k] = vol[19 - i, j, k]: x runs right to left (LAS)
+        "las": (vol[::-1], np.array([[-1.0, 0, 0, 19], [0, 2, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])),
+        # stored[i, j, k] = vol[j, 23 - i, k]: already display order flipud(C.T) per slice
+        "display": (np.flip(vol.transpose(1, 0, 2), axis=0),
+                    np.array([[0, 1.0, 0, 0], [-2, 0, 0, 46], [0, 0, 1, 0], [0, 0, 0, 1]])),
+    }
+    for name, (data, affine) in files.items():
+        nib.save(nib.Nifti1Image(np.ascontiguousarray(data), affine), str(tmp_path / f"{name}.nii"))
+    cfg = DataConfig(paths=("unused",), image_size=16, axes=(2,))
+    raw = dataclasses.replace(cfg, reorient=False)
+    want = load_file_slices(tmp_path / "display.nii", raw)
+    assert len(want) > 0
+    for name in files:
+        assert torch.equal(load_file_slices(tmp_path / f"{name}.nii", cfg), want), name
+    assert not torch.equal(load_file_slices(tmp_path / "las.nii", raw), want)
+    assert not torch.equal(load_file_slices(tmp_path / "ras.nii", raw), want)
+
+
+def test_shipped_slab_slices_match_the_shipped_training_format():
+    """Training slices of the shipped NIfTI slab look like the shipped display-oriented
+    validation slices of the same subject (correlation), and voxel order does not."""
+    root = Path(__file__).resolve().parents[2] / "invdiff" / "data"
+    val = np.load(root / "brain128.npz")["val"].astype(np.float64)
+    val = (val - val.mean(axis=(1, 2), keepdims=True)) / val.std(axis=(1, 2), keepdims=True)
+    cfg = DataConfig(paths=("unused",), image_size=128)
+
+    def best(x: torch.Tensor) -> float:
+        x = x[:, 0].double().numpy()
+        x = (x - x.mean(axis=(1, 2), keepdims=True)) / x.std(axis=(1, 2), keepdims=True)
+        return float(np.mean(val[None] * x[:, None], axis=(2, 3)).max(axis=1).min())
+
+    slab = root / "validation_slab.nii.gz"
+    shown = load_file_slices(slab, cfg)
+    raw = load_file_slices(slab, dataclasses.replace(cfg, reorient=False))
+    assert best(shown) > 0.99 > 0.8 > best(raw)
 
 
 def test_fit_square_keeps_physical_aspect():
