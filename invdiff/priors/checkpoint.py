@@ -136,11 +136,36 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int]:
         raise CheckpointError(f"{path} is not a safetensors file (bad header: {err})") from err
     if not isinstance(header, dict):
         raise CheckpointError(f"{path} is not a safetensors file (header is not an object)")
+    meta = header.get("__metadata__", {})
+    if not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
+        raise CheckpointError(f"{path} is not a safetensors file (bad __metadata__ entry)")
+    for k, v in header.items():
+        if k != "__metadata__" and not _is_tensor_entry(v):
+            raise CheckpointError(
+                f"{path} is not a safetensors file (bad header entry for tensor {k!r}: expected "
+                "dtype, shape and two data_offsets)"
+            )
     ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
     need = 8 + n + max(ends, default=0)
     if need > size:
         raise CheckpointError(f"{path} is truncated: tensors need {need} bytes, file has {size}")
     return header, n
+
+
+def _is_tensor_entry(v: Any) -> bool:
+    """A safetensors header entry: ``{"dtype": str, "shape": [int...], "data_offsets": [a, b]}``."""
+    if not isinstance(v, dict):
+        return False
+    shape, offsets = v.get("shape"), v.get("data_offsets")
+    return (
+        isinstance(v.get("dtype"), str)
+        and isinstance(shape, list)
+        and all(isinstance(n, int) and n >= 0 for n in shape)
+        and isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(isinstance(n, int) and n >= 0 for n in offsets)
+        and offsets[0] <= offsets[1]
+    )
 
 
 def _parse_metadata(path: Path, meta: dict[str, str]) -> dict[str, Any]:

@@ -120,3 +120,19 @@ def test_garbage_and_missing_files(tmp_path):
         load_prior(path)
     with pytest.raises(FileNotFoundError, match="no prior checkpoint"):
         load_prior(tmp_path / "absent.ckpt")
+
+
+@pytest.mark.parametrize("header", [
+    {"w": 5},
+    {"w": {"dtype": "F32"}},
+    {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0]}},
+    {"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}},
+    {"__metadata__": "not a dict"},
+    {"__metadata__": {"invdiff.format": 1}},
+])
+def test_malformed_headers_are_checkpoint_errors(tmp_path, header):
+    raw = json.dumps(header).encode()
+    path = tmp_path / "vdm.ckpt"
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + bytes(8))
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        load_prior(path)
