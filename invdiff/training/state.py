@@ -105,9 +105,18 @@ def load_resume(path: str | Path) -> ResumeState:
         raise ValueError(f"{path} is not a readable safetensors resume file ({e})") from None
     if FORMAT not in header:
         raise ValueError(f"{path} is a safetensors file but not an invdiff resume file")
-    meta = json.loads(header[FORMAT])
+    try:
+        return _parse_resume(header[FORMAT], tensors)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"{path} is a malformed invdiff resume file "
+                         f"({type(e).__name__}: {e})") from None
+
+
+def _parse_resume(text: str, tensors: dict[str, Tensor]) -> ResumeState:
+    """The :class:`ResumeState` of a resume file's metadata JSON and tensors."""
+    meta = json.loads(text)
     if meta.get("version") != VERSION:
-        raise ValueError(f"{path} has resume format {meta.get('version')}, expected {VERSION}")
+        raise ValueError(f"resume format {meta.get('version')}, expected {VERSION}")
     groups: dict[str, dict[str, Tensor]] = {"model": {}, "ema": {}, "rng": {}}
     opt_state: dict[int, dict[str, Any]] = {}
     for k, v in tensors.items():

@@ -57,6 +57,20 @@ def test_pickle_truncated_and_foreign_files_are_refused(tmp_path):
         load_resume(tmp_path / "f.safetensors")
 
 
+@pytest.mark.parametrize(("meta", "tensors"), [
+    ("not json", {}),
+    ('{"version": 99}', {}),
+    ('{"version": 1}', {}),  # no optimiser settings
+    ('{"version": 1, "optim_scalars": {}, "param_groups": [], "scheduler": {}}',
+     {"odd.w": torch.zeros(1)}),
+])
+def test_malformed_resume_files_are_refused(tmp_path, meta, tensors):
+    path = tmp_path / "r.safetensors"
+    save_file(tensors or {"model.w": torch.zeros(1)}, str(path), metadata={"invdiff.resume": meta})
+    with pytest.raises(ValueError, match="malformed invdiff resume file"):
+        load_resume(path)
+
+
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     target = tmp_path / "x.bin"
     target.write_text("old")
