@@ -1,6 +1,7 @@
 """2D training slices from NIfTI volumes and PNG images.
 
-For each volume (``.nii``/``.nii.gz``; 4D volumes use their first frame):
+For each volume (``.nii``/``.nii.gz``; 4D volumes use their first frame; a 2D image is one
+slice along axis 2, whatever ``DataConfig.axes`` says):
 
 1. magnitude ``m = |v|`` and its robust scale ``s`` over the whole volume
    (:func:`invdiff.intensity.robust_scale`, the 99.5th percentile);
@@ -86,7 +87,7 @@ def load_file_slices(path: Path, config: DataConfig) -> Tensor:
         volume, zooms, affine = _read_nifti(path)
         scale = robust_scale(volume)
         stacks = []
-        for axis in config.axes:
+        for axis in config.axes if volume.shape[2] > 1 else (2,):  # one slice: axis 2 only
             stack = volume.movedim(axis, 0)
             rest = tuple(zooms[a] for a in range(3) if a != axis)
             if config.reorient:
@@ -139,9 +140,11 @@ def _read_nifti(path: Path) -> tuple[Tensor, tuple[float, float, float], np.ndar
     data = np.asanyarray(img.dataobj, dtype=np.float32)
     if data.ndim == 4:
         data = data[..., 0]
+    if data.ndim == 2:  # a single slice, taken along axis 2 (as invdiff solve does)
+        data = data[:, :, None]
     if data.ndim != 3:
-        raise ValueError(f"{path}: expected a 3D (or 4D) volume, got shape {data.shape}")
-    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+        raise ValueError(f"{path}: expected a 2D, 3D or 4D NIfTI image, got shape {data.shape}")
+    zooms = tuple(float(z) for z in (*img.header.get_zooms()[:3], 1.0, 1.0)[:3])
     if not all(math.isfinite(z) and z > 0 for z in zooms):
         zooms = (1.0, 1.0, 1.0)
     volume = torch.from_numpy(np.abs(np.nan_to_num(data)))

@@ -106,6 +106,20 @@ def test_nifti_slices_are_display_oriented_whatever_the_voxel_order(tmp_path):
     assert not torch.equal(load_file_slices(tmp_path / "ras.nii", raw), want)
 
 
+def test_a_2d_nifti_is_one_slice_along_axis_2(tmp_path):
+    vol = _ball_volume()
+    vol[2:9, 10:14] += 50.0
+    _nifti(tmp_path / "one.nii", np.ascontiguousarray(vol[:, :, 6]), zooms=(1.0, 2.0, 1.0))
+    _nifti(tmp_path / "vol.nii", vol, zooms=(1.0, 2.0, 1.0))
+    cfg = DataConfig(paths=("unused",), image_size=16, axes=(0, 1, 2), min_foreground=0.0)
+    one = load_file_slices(tmp_path / "one.nii", cfg)
+    axial = load_file_slices(tmp_path / "vol.nii", dataclasses.replace(cfg, axes=(2,)))
+    assert one.shape == (1, 1, 16, 16) and torch.equal(one[0], axial[6])
+    _nifti(tmp_path / "line.nii", np.ones(5, np.float32))
+    with pytest.raises(ValueError, match=r"expected a 2D, 3D or 4D NIfTI image, got shape \(5,\)"):
+        load_file_slices(tmp_path / "line.nii", cfg)
+
+
 def test_shipped_slab_slices_match_the_shipped_training_format():
     """Training slices of the shipped NIfTI slab look like the shipped display-oriented
     validation slices of the same subject (correlation), and voxel order does not."""
