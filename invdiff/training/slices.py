@@ -137,7 +137,8 @@ def _read_nifti(path: Path) -> tuple[Tensor, tuple[float, float, float], np.ndar
     import nibabel as nib
 
     img = nib.load(str(path))
-    data = np.asanyarray(img.dataobj, dtype=np.float32)
+    data = np.asanyarray(img.dataobj)
+    data = np.abs(np.nan_to_num(data)).astype(np.float32)  # magnitude, also of complex data
     if data.ndim == 4:
         data = data[..., 0]
     if data.ndim == 2:  # a single slice, taken along axis 2 (as invdiff solve does)
@@ -147,7 +148,7 @@ def _read_nifti(path: Path) -> tuple[Tensor, tuple[float, float, float], np.ndar
     zooms = tuple(float(z) for z in (*img.header.get_zooms()[:3], 1.0, 1.0)[:3])
     if not all(math.isfinite(z) and z > 0 for z in zooms):
         zooms = (1.0, 1.0, 1.0)
-    volume = torch.from_numpy(np.abs(np.nan_to_num(data)))
+    volume = torch.from_numpy(np.ascontiguousarray(data))
     return volume, zooms, np.asarray(img.affine, dtype=np.float64)  # type: ignore[return-value]
 
 

@@ -120,6 +120,16 @@ def test_a_2d_nifti_is_one_slice_along_axis_2(tmp_path):
         load_file_slices(tmp_path / "line.nii", cfg)
 
 
+def test_complex_nifti_is_taken_as_its_magnitude(tmp_path):
+    vol = _ball_volume()
+    phase = np.exp(1j * np.linspace(0, 3, vol.size)).reshape(vol.shape)
+    _nifti(tmp_path / "mag.nii", vol)
+    _nifti(tmp_path / "cplx.nii", (vol * phase).astype(np.complex64))
+    cfg = DataConfig(paths=("unused",), image_size=16)
+    torch.testing.assert_close(load_file_slices(tmp_path / "cplx.nii", cfg),
+                               load_file_slices(tmp_path / "mag.nii", cfg), atol=2e-3, rtol=0)
+
+
 def test_shipped_slab_slices_match_the_shipped_training_format():
     """Training slices of the shipped NIfTI slab look like the shipped display-oriented
     validation slices of the same subject (correlation), and voxel order does not."""
