@@ -25,6 +25,7 @@ first one wins.
 from __future__ import annotations
 
 import functools
+import numbers
 import warnings
 from collections.abc import Callable, Iterable
 from importlib.metadata import EntryPoint, entry_points
@@ -79,6 +80,11 @@ def from_spec(spec: str, image_shape: tuple[int, int]) -> LinearOperator:
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"operator spec must be a non-empty string, got {spec!r}")
+    if isinstance(image_shape, str | bytes) or not all(
+        isinstance(s, numbers.Integral) or (isinstance(s, numbers.Real) and float(s).is_integer())
+        for s in image_shape
+    ):
+        raise ValueError(f"image_shape must be two positive ints (H, W), got {image_shape!r}")
     shape = tuple(int(s) for s in image_shape)
     if len(shape) != 2 or any(s <= 0 for s in shape):
         raise ValueError(f"image_shape must be two positive ints (H, W), got {tuple(image_shape)}")

@@ -72,7 +72,8 @@ def test_malformed_specs_raise_clear_errors(text, message):
         from_spec(text, (16, 16))
 
 
-@pytest.mark.parametrize("shape", [(0, 16), (16, -1), (16,)])
+@pytest.mark.parametrize("shape", [(0, 16), (16, -1), (16,), "16", "16x16", (16.5, 16),
+                                   (16, None)])
 def test_bad_image_shape(shape):
     with pytest.raises(ValueError, match="image_shape"):
         from_spec("fft", shape)
