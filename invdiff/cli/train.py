@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -47,6 +48,9 @@ def train(
         str, typer.Option(help="Volume axes to slice, comma-separated, e.g. 0,1,2.")
     ] = "2",
     augment: Annotated[bool, typer.Option(help="Flips, small rotations/scalings, gamma.")] = True,
+    reorient: Annotated[bool, typer.Option(
+        help="Show NIfTI slices in display orientation, as invdiff solve presents them "
+             "(--no-reorient: file voxel order).")] = True,
     val_every: Annotated[int, typer.Option(help="Validation interval (steps).")] = 500,
     ckpt_every: Annotated[int, typer.Option(help="Checkpoint interval (steps).")] = 250,
     log_every: Annotated[int, typer.Option(help="Log interval (steps).")] = 10,
@@ -67,6 +71,7 @@ def train(
                 minutes=minutes, batch_size=batch_size, lr=lr, warmup=warmup,
                 ema_decay=ema_decay, seed=seed, resume=resume, device=device, bf16=bf16,
                 compile=compile, image_size=image_size, axes=axis_list, augment=augment,
+                reorient=reorient,
                 val_every=val_every, ckpt_every=ckpt_every, log_every=log_every,
                 progress=not quiet,
             )
@@ -74,4 +79,5 @@ def train(
             console.print(f"interrupted; the last checkpoint of {out} is intact "
                           "(continue with --resume)")
             raise typer.Exit(EXIT_INTERRUPTED) from None
-    console.print(f"wrote {written}")
+    if int(os.environ.get("RANK", "0")) == 0:  # one line under torchrun, not one per rank
+        console.print(f"wrote {written}")

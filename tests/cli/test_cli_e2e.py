@@ -88,3 +88,19 @@ def test_train_command_writes_a_usable_prior(run, tmp_path):
     assert resolve_prior(str(tmp_path / "p.ckpt")).image_shape == (1, 16, 16)
     r = run("train", tmp_path / "missing.npz", "--out", tmp_path / "q.ckpt", "--quiet")
     assert r.exit_code == 2 and "missing.npz" in r.stderr
+
+
+def test_train_passes_orientation_choice_through(run, tmp_path, monkeypatch):
+    import invdiff.training
+
+    seen = {}
+
+    def fake_cli_train(data, out, **kwargs):
+        seen.update(kwargs)
+        return out
+
+    monkeypatch.setattr(invdiff.training, "cli_train", fake_cli_train)
+    for flag, expected in (("--reorient", True), ("--no-reorient", False)):
+        r = run("train", tmp_path / "d.npz", "--out", tmp_path / "p.ckpt", flag, "--quiet")
+        assert r.exit_code == 0, r.output
+        assert seen["reorient"] is expected
