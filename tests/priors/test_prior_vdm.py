@@ -186,6 +186,12 @@ def test_vdm_prior_protocol(tiny_config, vdm_factory, images, schedule):
     assert prior.eps(images.double(), torch.tensor(0.5)).dtype == torch.float64
     bpd = prior.bits_per_dim(images, generator=_gen())
     assert bpd.shape == (8,) and torch.isfinite(bpd).all()
+    # the estimate is the mean of n_t one-draw bounds (same generator stream)
+    one = torch.stack([prior.bits_per_dim(images, generator=g, n_t=1) for g in [_gen()] * 3])
+    torch.testing.assert_close(prior.bits_per_dim(images, generator=_gen(), n_t=3),
+                               one.mean(dim=0))
+    with pytest.raises(ValueError, match="n_t"):
+        prior.bits_per_dim(images, n_t=0)
     assert prior.to("cpu") is prior and prior.device == torch.device("cpu")
 
 
