@@ -76,6 +76,34 @@ def uncertainty_figure(
     return _grid(rows, path, title)
 
 
+def training_curve_figure(log: Sequence[Mapping[str, float]], path: str | Path,
+                          title: str = "") -> Path:
+    """Training bits/dim (per logged step) and validation bits/dim of an ``invdiff train`` log.
+
+    ``log`` holds the rows of ``<prior>.log.jsonl``: rows with ``bpd`` and rows with ``val_bpd``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(r["step"], r["bpd"]) for r in log if "bpd" in r]
+    val = [(r["step"], r["val_bpd"]) for r in log if "val_bpd" in r]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if train:
+        ax.plot(*zip(*train, strict=True), lw=0.8, label="training bound (batch)")
+    if val:
+        ax.plot(*zip(*val, strict=True), "o-", label="validation bound (held-out subject)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits/dim")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
 def _grid(rows: Sequence[Row], path: str | Path, title: str) -> Path:
     import matplotlib
 
@@ -96,6 +124,12 @@ def _grid(rows: Sequence[Row], path: str | Path, title: str) -> Path:
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -16,3 +16,11 @@ def test_figures_write_pngs_with_one_row_per_panel(tmp_path):
     heights = [Image.open(p).size[1] for p in (p1, p2, p3)]
     # rows: 5 (ref + 2 x (image, error)), 3 (2 lambdas + ref), 5 (ref, sample, mean, err, std)
     assert heights[0] > heights[1] and heights[0] == heights[2]
+
+
+def test_training_curve_figure_plots_train_and_validation_rows(tmp_path):
+    from invdiff.figures import training_curve_figure
+
+    log = [{"step": s, "bpd": 8.0 / s} for s in range(1, 50)] + [{"step": 40, "val_bpd": 0.5}]
+    path = training_curve_figure(log, tmp_path / "curve.png")
+    assert Image.open(path).size[0] > 100
