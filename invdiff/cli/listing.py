@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
@@ -28,8 +29,7 @@ def solvers_list() -> None:
     rows = {}
     for name in list_solvers():
         try:
-            doc = (get_solver(name).__doc__ or "").strip().splitlines()
-            rows[name] = doc[0] if doc else ""
+            rows[name] = summary(get_solver(name).__doc__)
         except Exception as exc:  # noqa: BLE001 (a broken plugin is listed, not fatal)
             rows[name] = f"[red]fails to load: {type(exc).__name__}: {exc}[/red]"
     stdout.print(_table("solver", rows))
@@ -75,6 +75,16 @@ def operators_check(
     stdout.print("[green]PASS[/green] adjoint, linearity, normal, selection-unitary"
                  + (", pinv" if pinv else "") + (", CPU/CUDA" if torch.cuda.is_available() else "")
                  + " in float32/complex64/float64/complex128")
+
+
+def summary(doc: str | None) -> str:
+    """The first paragraph of a docstring on one line, without reST roles (``:func:`f``` -> f).
+
+    A summary that wraps onto a second docstring line is kept whole rather than cut mid-sentence.
+    """
+    paragraph = (doc or "").strip().split("\n\n")[0]
+    text = " ".join(paragraph.split())
+    return re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
 
 
 def _table(kind: str, rows: dict[str, str]) -> Table:

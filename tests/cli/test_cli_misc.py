@@ -31,6 +31,20 @@ def test_listings(run):
     assert r.exit_code == 0 and "default" in r.stdout
 
 
+def test_listing_summary_keeps_the_whole_first_paragraph():
+    from invdiff.cli.listing import summary
+
+    doc = """DPS: ancestral steps (Chung et al. 2023,
+    Algorithm 1), see :func:`~invdiff.solvers.steps.step`.
+
+    Details that are not part of the summary.
+    """
+    assert summary(doc) == (
+        "DPS: ancestral steps (Chung et al. 2023, Algorithm 1), see invdiff.solvers.steps.step."
+    )
+    assert summary(None) == ""
+
+
 def test_operators_check(run):
     r = run("operators", "check", "kcrop:16x9", "--shape", "37x31")
     assert r.exit_code == 0, r.output
