@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -47,6 +48,8 @@ def simulate(
         axis: slice axis of a 3D volume.
         generator: source of the noise draw (seed it for a reproducible measurement).
     """
+    if not (math.isfinite(noise_sigma) and noise_sigma >= 0):
+        raise ValueError(f"noise sigma must be finite and >= 0, got {noise_sigma}")
     slices = torch.from_numpy(np.ascontiguousarray(to_slices(image.data, axis), dtype=np.float64))
     op = from_spec(operator, tuple(slices.shape[-2:]))
     y = op(slices)

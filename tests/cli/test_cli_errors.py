@@ -226,3 +226,12 @@ def test_reference_of_the_wrong_shape_fails_before_solving(run, meas, tiny_prior
     r = run("solve", meas, "--prior", tiny_prior, "--reference", ref, "--out",
             tmp_path / "o.npy", "--steps", "2")
     _assert_one_line_error(r, "(8, 8, 2)", "(16, 16, 3)")
+
+
+@pytest.mark.parametrize("sigma", ["-1", "nan", "inf"])
+def test_simulate_refuses_bad_noise_sigma(run, hr_nifti, tmp_path, sigma):
+    # a negative sigma used to be written into the file, which solve then refused to read
+    r = run("simulate", hr_nifti, "--operator", "kcrop:8", "--noise-sigma", sigma,
+            "--out", tmp_path / "m.npz")
+    _assert_one_line_error(r, "noise sigma must be finite and >= 0")
+    assert not (tmp_path / "m.npz").exists()
