@@ -56,9 +56,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = Path(path)
     if suffix is None:
         suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temporary(path, suffix)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -80,14 +78,32 @@ def atomic_outputs(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
         for path in paths:
             path = Path(path)
             suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}",
-                                       dir=path.parent)
-            os.close(fd)
-            temps.append(Path(tmp))
-            stack.callback(_unlink_quietly, Path(tmp))
+            tmp = _temporary(path, suffix)
+            temps.append(tmp)
+            stack.callback(_unlink_quietly, tmp)
         yield temps
         for tmp, path in zip(temps, paths, strict=True):
             os.replace(tmp, path)
+
+
+def _temporary(path: Path, suffix: str) -> Path:
+    """An empty temporary file beside ``path`` with the permissions a new file would get.
+
+    ``mkstemp`` creates files readable by their owner only (0600); outputs are ordinary files
+    (``0666`` less the umask), so that e.g. a colleague's viewer can open them.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    finally:
+        os.close(fd)
+    return Path(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _unlink_quietly(path: Path) -> None:

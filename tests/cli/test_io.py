@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from invdiff.io import (
     MeasurementError,
     OutputExistsError,
     OutputIsInputError,
+    atomic_outputs,
     atomic_path,
     check_outputs,
     from_slices,
@@ -102,6 +106,22 @@ def test_atomic_path_leaves_nothing_on_error(tmp_path):
         tmp.write_bytes(b"partial")
         raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_outputs_get_the_permissions_of_a_new_file(tmp_path, umask):
+    # mkstemp alone makes 0600 files that other users (and their viewers) cannot read
+    old = os.umask(umask)
+    try:
+        write_image(tmp_path / "v.nii.gz", np.ones((4, 5), np.float32))
+        write_measurement(tmp_path / "m.npz", Measurement(
+            kspace=np.ones((1, 2, 2), np.complex64), operator="kcrop:2", image_shape=(4, 4)))
+        with atomic_outputs([tmp_path / "a.npy"]) as (tmp,):
+            np.save(tmp, np.ones(2))
+    finally:
+        os.umask(old)
+    for name in ("v.nii.gz", "m.npz", "a.npy"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
 
 
 def test_measurement_round_trip(tmp_path):
