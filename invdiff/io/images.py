@@ -55,7 +55,10 @@ def image_kind(path: str | os.PathLike) -> str:
 
 
 def read_image(
-    path: str | os.PathLike, frame: int | None = None, allow_zero: bool = False
+    path: str | os.PathLike,
+    frame: int | None = None,
+    allow_zero: bool = False,
+    frame_if_4d: bool = False,
 ) -> Image:
     """Read and validate a magnitude image.
 
@@ -64,6 +67,8 @@ def read_image(
         frame: for 4D input ``(X, Y, Z, T)``, the index along the last axis to use. 4D input
             without it is an error; trailing singleton axes are dropped first.
         allow_zero: accept an all-zero image (a reconstruction to evaluate may be one).
+        frame_if_4d: ignore ``frame`` for a 2D/3D file instead of refusing it (for a reference
+            or reconstruction that goes with a 4D input but was saved as one volume).
 
     Complex input is an error rather than silently taking its magnitude: complex data belongs in
     a measurement file (see docs/formats.md).
@@ -79,7 +84,10 @@ def read_image(
         data = _read_png(path)
     else:
         data = _read_npy(path)
-    data = _select_frame(np.asarray(data), frame, path)
+    data = np.asarray(data)
+    if frame_if_4d and _squeezed_ndim(data) < 4:
+        frame = None
+    data = _select_frame(data, frame, path)
     return Image(data=_validated(data, path, allow_zero), affine=affine, kind=kind)
 
 
@@ -124,6 +132,13 @@ def _read_npy(path: Path) -> np.ndarray:
         msg = f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})"
         raise ImageError(msg) from exc
     return data
+
+
+def _squeezed_ndim(data: np.ndarray) -> int:
+    ndim = data.ndim
+    while ndim > 3 and data.shape[ndim - 1] == 1:
+        ndim -= 1
+    return ndim
 
 
 def _select_frame(data: np.ndarray, frame: int | None, path: Path) -> np.ndarray:

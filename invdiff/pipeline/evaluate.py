@@ -23,10 +23,10 @@ def evaluate_files(
         mask: ``None`` (all voxels), ``"auto"`` (thresholded reference, see
             :func:`invdiff.metrics.auto_mask`) or a mask image file (non-zero = inside).
         axis: slice axis of 3D volumes for the per-slice table.
-        frame: volume index for 4D files.
+        frame: volume index for 4D files (a 2D/3D file among them is read as it is).
     """
-    ref = read_image(reference, frame=frame).data
-    rec = read_image(recon, frame=frame, allow_zero=True).data
+    ref = read_image(reference, frame=frame, frame_if_4d=True).data
+    rec = read_image(recon, frame=frame, allow_zero=True, frame_if_4d=True).data
     if str(mask) == "auto":
         m = auto_mask(ref)
     elif mask is not None:

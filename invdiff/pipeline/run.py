@@ -160,7 +160,7 @@ def _reference(
     """The reference image, checked against the output shape before any solving."""
     if path is None:
         return None
-    ref = read_image(path, frame=frame).data
+    ref = read_image(path, frame=frame, frame_if_4d=True).data  # --frame picks the input's volume
     if ref.shape != tuple(shape):
         raise ValueError(f"reference {path} has shape {ref.shape}; the output will be {shape}")
     return ref

@@ -235,3 +235,22 @@ def test_simulate_refuses_bad_noise_sigma(run, hr_nifti, tmp_path, sigma):
             "--out", tmp_path / "m.npz")
     _assert_one_line_error(r, "noise sigma must be finite and >= 0")
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_frame_applies_only_to_4d_files(run, tiny_prior, tmp_path):
+    # --frame picks a volume of the 4D input; a 3D reference or reconstruction beside it is not
+    # refused for "--frame given but the input is 3D"
+    rng = np.random.default_rng(1)
+    hr = (rng.random((16, 16, 2)) + 1).astype(np.float32)
+    ref = _nifti(tmp_path / "ref.nii", hr)
+    four = _nifti(tmp_path / "four.nii", np.stack([hr, 2 * hr], axis=-1))
+    r = run("evaluate", "--reference", ref, "--recon", four, "--frame", "0", "--json")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.count('"psnr": "inf"') >= 1  # frame 0 of the 4D file is the reference
+    lowres = _nifti(tmp_path / "lr.nii", np.stack([hr[4:12, 4:12]] * 2, axis=-1))
+    r = run("solve", lowres, "--frame", "1", "--reference", ref, "--prior", tiny_prior,
+            "--out", tmp_path / "o.nii", *FAST)
+    assert r.exit_code == 0, r.output
+    # a 3D input to solve is still refused --frame
+    r = run("solve", ref, "--frame", "1", "--prior", tiny_prior, "--out", tmp_path / "p.nii")
+    _assert_one_line_error(r, "--frame given but the input is 3D")
