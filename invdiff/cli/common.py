@@ -27,8 +27,9 @@ Debug = Annotated[
     bool, typer.Option("--debug", help="Show the full traceback on errors.", show_default=False)
 ]
 
-console = Console(stderr=True)
-stdout = Console()
+# soft_wrap: a message stays one line (for logs and grep) however narrow the terminal or pipe
+console = Console(stderr=True, soft_wrap=True)
+stdout = Console(soft_wrap=True)
 
 
 def note(message: str) -> None:

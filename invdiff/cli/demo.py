@@ -11,8 +11,9 @@ from rich.table import Table
 from invdiff.cli.common import Debug, console, stdout, user_errors
 
 EPILOG = """\
-Example: invdiff demo --out demo-output            (50 steps, a few minutes on 2 CPU cores)
-         invdiff demo --out seed-setting --steps 1000   (the seed's 1000 steps)
+Example (50 steps, a few minutes on 2 CPU cores): invdiff demo --out demo-output
+
+Example (the seed's 1000 steps): invdiff demo --out seed-setting --steps 1000
 """
 
 

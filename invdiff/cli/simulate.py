@@ -9,10 +9,11 @@ import typer
 
 from invdiff.cli.common import Debug, console, user_errors
 
-EPILOG = """\
-Example: invdiff simulate hr.nii.gz --operator kcrop:32 --noise-sigma 0.5 --out meas.npz
---lowres-out lowres.nii.gz
-"""
+EPILOG = (
+    "Example: invdiff simulate hr.nii.gz --operator kcrop:32 --noise-sigma 0.5 --out meas.npz\n\n"
+    "Example (also the low-resolution image): invdiff simulate hr.nii.gz --operator kcrop:32 "
+    "--out meas.npz --lowres-out lowres.nii.gz\n"
+)
 
 
 def simulate(
@@ -40,4 +41,5 @@ def simulate(
                            frame=frame, seed=seed, lowres_out=lowres_out, overwrite=overwrite)
     console.print(f"wrote {out}: {m.kspace.shape[0]} slice(s) of {m.operator} on "
                   f"{m.image_shape[0]}x{m.image_shape[1]}, measurement shape "
-                  f"{tuple(m.kspace.shape[1:])}, noise sigma {m.noise_sigma:g}")
+                  f"{tuple(m.kspace.shape[1:])}, noise sigma {m.noise_sigma:g}"
+                  + (f"; and {lowres_out}" if lowres_out is not None else ""))

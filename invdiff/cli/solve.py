@@ -192,8 +192,10 @@ def _run(request: SolveRequest, quiet: bool) -> None:
     )
     metrics = record.get("metrics")
     if metrics:
-        m = metrics["all_voxels"]
-        console.print(f"PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, NMSE {m['nmse']:.3e}")
+        for label, key in (("all voxels", "all_voxels"), ("foreground", "foreground")):
+            m = metrics[key]
+            console.print(f"{label}: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, "
+                          f"NMSE {m['nmse']:.3e}")
 
 
 def _parse_options(items: list[str]) -> dict[str, Any]:

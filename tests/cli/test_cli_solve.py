@@ -44,6 +44,23 @@ def test_simulate_solve_evaluate(run, hr_nifti, tiny_prior, tmp_path):
     assert metrics["psnr"] == pytest.approx(psnr) and len(metrics["slices"]) == 3
 
 
+def test_reports_are_one_line_each(run, hr_nifti, tiny_prior, tmp_path):
+    """'wrote ...' lines are not wrapped at the console width, and metrics say what they cover."""
+    deep = tmp_path / ("a-rather-long-folder-name-" * 3)
+    deep.mkdir()
+    meas, lr = deep / "measurement-of-the-volume.npz", deep / "lowres-image-of-the-volume.nii.gz"
+    r = run("simulate", hr_nifti, "--operator", "kcrop:8", "--out", meas, "--lowres-out", lr)
+    assert r.exit_code == 0, r.output
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"wrote {meas}:") and line.endswith(f"; and {lr}")
+    rec = deep / "reconstruction-of-the-volume.nii.gz"
+    r = run("solve", meas, "--prior", tiny_prior, "--out", rec, "--reference", hr_nifti, *FAST)
+    assert r.exit_code == 0, r.output
+    lines = [x for x in r.stderr.strip().splitlines() if not x.startswith("solving")]
+    assert len(lines) == 3 and lines[0].startswith(f"wrote {rec} (residual"), lines
+    assert lines[1].startswith("all voxels: PSNR") and lines[2].startswith("foreground: PSNR")
+
+
 def test_lowres_image_input_geometry(run, hr_nifti, tiny_prior, tmp_path):
     """LR NIfTI from simulate: solving it restores the HR grid's affine; centres coincide."""
     lr, rec = tmp_path / "lr.nii.gz", tmp_path / "rec.nii.gz"
