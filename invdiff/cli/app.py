@@ -5,9 +5,12 @@ Each command lives in its own module of :mod:`invdiff.cli`; this module only ass
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from invdiff.cli import demo, evaluate, listing, simulate, solve, train
+from invdiff.cli.common import note
 
 app = typer.Typer(
     name="invdiff",
@@ -37,8 +40,28 @@ app.add_typer(solvers_app, name="solvers")
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    Usage errors (a missing option, a value of the wrong type, an unknown command) are printed
+    like every other bad input: one ``error: ...`` line on stderr, exit status 2, instead of
+    typer's framed multi-line panel.
+    """
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        note("error: aborted")
+        sys.exit(1)
+    except Exception as exc:  # click's UsageError and friends (typer vendors or re-exports click)
+        exit_code = getattr(exc, "exit_code", None)
+        if not (hasattr(exc, "format_message") and isinstance(exit_code, int)):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `invdiff` or `invdiff operators` alone
+            app()  # typer's own (rich) help text, exit status 2
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        note(f"error: {exc.format_message().rstrip('.')}{hint}")
+        sys.exit(exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # python -m invdiff.cli.app (e.g. under torchrun)

@@ -133,3 +133,33 @@ def test_no_reorient_keeps_voxel_order(tmp_path):
     shown = load_problem(path, SolveConfig(), (16, 16)).orientation
     raw = load_problem(path, SolveConfig(reorient=False), (16, 16)).orientation
     assert shown == SliceOrientation(transpose=True, flip_rows=True) and raw.is_identity
+
+
+@pytest.mark.parametrize(("argv", "fragment"), [
+    (["operators", "check", "kcrop:4"], "Missing option '--shape'"),
+    (["solve", "m.npz", "--steps", "x"], "'--steps'"),
+    (["bogus"], "No such command 'bogus'"),
+])
+def test_usage_errors_are_one_line(monkeypatch, capsys, argv, fragment):
+    """The console script prints click's usage errors as one 'error:' line, status 2."""
+    from invdiff.cli.app import main
+
+    monkeypatch.setattr("sys.argv", ["invdiff", *argv])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and fragment in line and line.endswith("--help')"), line
+
+
+def test_console_script_exit_status(monkeypatch, capsys):
+    from invdiff.cli.app import main
+
+    monkeypatch.setattr("sys.argv", ["invdiff", "operators", "list"])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 0 and "kcrop" in capsys.readouterr().out
+    monkeypatch.setattr("sys.argv", ["invdiff", "operators"])  # no subcommand: help, status 2
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 2 and "check" in capsys.readouterr().out
