@@ -108,15 +108,19 @@ def solve(
             flags["options"] = _parse_options(option)
         layers: list[dict[str, Any]] = []
         expected: dict[str, str | None] = {}
-        if manifest is not None:
-            record = read_manifest(manifest)
-            layers.append(parse_config(record["config"], f"{manifest} (config)"))
-            input = input or Path(record["input"]["path"])
-            out = out or Path(record["outputs"]["mean"])
-            expected = {"input": record["input"].get("sha256"),
-                        "prior": (record.get("prior") or {}).get("sha256")}
         if config is not None:
             layers.append(load_config(config))
+        if manifest is not None:
+            record = read_manifest(manifest)
+            layers.insert(0, parse_config(record["config"], f"{manifest} (config)"))
+            # files taken from the manifest must be the recorded ones; an INPUT or --prior given
+            # explicitly (flag or --config) overrides the record like any other setting
+            if input is None:
+                input = Path(record["input"]["path"])
+                expected["input"] = record["input"].get("sha256")
+            if prior is None and not any("prior" in layer for layer in layers[1:]):
+                expected["prior"] = (record.get("prior") or {}).get("sha256")
+            out = out or Path(record["outputs"]["mean"])
         if input is None:
             raise fail("missing INPUT (or --manifest)")
         if out is None:

@@ -113,8 +113,9 @@ def test_manifest_rerun_is_bit_identical(run, hr_nifti, tiny_prior, tmp_path):
     meas = tmp_path / "m.npz"
     assert run("simulate", hr_nifti, "--operator", "kcrop:8", "--noise-sigma", "0.5",
                "--out", meas).exit_code == 0
-    first = tmp_path / "a.npy"
-    r = run("solve", meas, "--prior", tiny_prior, "--samples", "2", "--batch", "2", "--seed",
+    first, prior = tmp_path / "a.npy", tmp_path / "prior.ckpt"
+    prior.write_bytes(Path(tiny_prior).read_bytes())
+    r = run("solve", meas, "--prior", prior, "--samples", "2", "--batch", "2", "--seed",
             "3", "--out", first, *FAST)
     assert r.exit_code == 0, r.output
     again = tmp_path / "b.npy"
@@ -126,7 +127,23 @@ def test_manifest_rerun_is_bit_identical(run, hr_nifti, tiny_prior, tmp_path):
     r = run("solve", "--manifest", f"{first}.manifest.json", "--seed", "4", "--out", other,
             "--quiet")
     assert r.exit_code == 0 and not np.array_equal(np.load(first), np.load(other))
-    np.savez(meas, x=1)  # changed input: refused
+    # another input given explicitly: the recorded settings applied to it, recorded anew
+    meas2 = tmp_path / "m2.npz"
+    assert run("simulate", hr_nifti, "--operator", "kcrop:8", "--noise-sigma", "0.5",
+               "--seed", "1", "--out", meas2).exit_code == 0
+    r = run("solve", meas2, "--manifest", f"{first}.manifest.json", "--out", tmp_path / "e.npy",
+            "--quiet")
+    assert r.exit_code == 0, r.output
+    record = json.loads((tmp_path / "e.npy.manifest.json").read_text())
+    assert record["input"]["path"] == str(meas2.resolve()) and record["config"]["seed"] == 3
+    prior.write_bytes(b"changed")  # the recorded prior file changed: refused ...
+    r = run("solve", "--manifest", f"{first}.manifest.json", "--out", tmp_path / "f.npy",
+            "--quiet")
+    assert r.exit_code == 2 and "prior file differs" in r.stderr, r.output
+    r = run("solve", "--manifest", f"{first}.manifest.json", "--prior", tiny_prior,
+            "--out", tmp_path / "f.npy", "--quiet")  # ... unless a prior is named explicitly
+    assert r.exit_code == 0, r.output
+    np.savez(meas, x=1)  # the recorded input changed: refused
     r = run("solve", "--manifest", f"{first}.manifest.json", "--out", tmp_path / "d.npy")
     assert r.exit_code == 2 and "differs from the one the manifest recorded" in r.stderr
 
