@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from invdiff.cli.common import Debug, stdout, user_errors
@@ -47,7 +48,7 @@ def metrics_table(metrics: Metrics, per_slice: bool = False) -> Table:
     """A rich table: the overall row, then one row per slice when asked."""
     table = Table(title=f"metrics over {metrics.n_voxels} voxels")
     for name in ("slice", "PSNR [dB]", "SSIM", "NMSE"):
-        table.add_column(name, justify="right")
+        table.add_column(escape(name), justify="right")  # "[dB]" is not rich markup
     table.add_row("all", f"{metrics.psnr:.2f}", f"{metrics.ssim:.4f}", f"{metrics.nmse:.3e}")
     if per_slice:
         for s in metrics.slices:

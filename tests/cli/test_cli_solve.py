@@ -42,6 +42,9 @@ def test_simulate_solve_evaluate(run, hr_nifti, tiny_prior, tmp_path):
     assert r.exit_code == 0, r.output
     metrics = json.loads(r.stdout)
     assert metrics["psnr"] == pytest.approx(psnr) and len(metrics["slices"]) == 3
+    r = run("evaluate", "--reference", hr_nifti, "--recon", rec, "--per-slice")
+    assert r.exit_code == 0, r.output
+    assert "PSNR [dB]" in r.stdout and f"{psnr:.2f}" in r.stdout  # the unit was eaten as markup
 
 
 def test_reports_are_one_line_each(run, hr_nifti, tiny_prior, tmp_path):
