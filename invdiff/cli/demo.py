@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from invdiff.cli.common import Debug, console, stdout, user_errors
@@ -52,7 +53,7 @@ def demo(
             bar.update(task, description="done")
     table = Table(title=f"validation subject, {steps} steps, prior {prior}")
     for col in ("factor", "method", "PSNR [dB]", "SSIM", "NMSE", "s/slice", "NFE"):
-        table.add_column(col, justify="left" if col in ("factor", "method") else "right")
+        table.add_column(escape(col), justify="left" if col in ("factor", "method") else "right")
     for r in rows:
         table.add_row(r["factor"], r["method"], f"{r['psnr']:.2f}", f"{r['ssim']:.4f}",
                       f"{r['nmse']:.4f}", f"{r['s_per_slice']:.2f}", str(r["nfe"]))

@@ -163,3 +163,17 @@ def test_console_script_exit_status(monkeypatch, capsys):
     with pytest.raises(SystemExit) as stop:
         main()
     assert stop.value.code == 2 and "check" in capsys.readouterr().out
+
+
+def test_demo_table_shows_units(run, monkeypatch, tmp_path):
+    """The demo's table (run_demo stubbed: the real one takes minutes) keeps 'PSNR [dB]'."""
+    import invdiff.demo
+    import invdiff.priors.registry
+
+    row = {"factor": "4x (32->128)", "method": "zero-fill", "psnr": 24.5, "ssim": 0.75,
+           "nmse": 0.05, "s_per_slice": 0.0, "nfe": 0}
+    monkeypatch.setattr(invdiff.priors.registry, "resolve_prior", lambda name, device: None)
+    monkeypatch.setattr(invdiff.demo, "run_demo", lambda config, prior, report: [row])
+    r = run("demo", "--out", tmp_path / "d", "--prior", "p.ckpt")
+    assert r.exit_code == 0, r.output
+    assert "PSNR [dB]" in r.stdout and "24.50" in r.stdout
