@@ -72,9 +72,11 @@ def operators_check(
             raise
         stdout.print(f"[red]FAIL[/red] {exc}")
         raise typer.Exit(1) from None
+    cuda = torch.cuda.is_available()
     stdout.print("[green]PASS[/green] adjoint, linearity, normal, selection-unitary"
-                 + (", pinv" if pinv else "") + (", CPU/CUDA" if torch.cuda.is_available() else "")
-                 + " in float32/complex64/float64/complex128")
+                 + (", pinv" if pinv else "") + (", CPU/CUDA agreement" if cuda else "")
+                 + " in float32/complex64/float64/complex128"
+                 + ("" if cuda else "; CPU/CUDA agreement not checked (no CUDA device)"))
 
 
 def summary(doc: str | None) -> str:

@@ -49,6 +49,8 @@ def test_operators_check(run):
     r = run("operators", "check", "kcrop:16x9", "--shape", "37x31")
     assert r.exit_code == 0, r.output
     assert "PASS" in r.stdout
+    cuda_line = "CPU/CUDA agreement" if torch.cuda.is_available() else "not checked (no CUDA"
+    assert cuda_line in r.stdout  # the CUDA check is never silently absent
     r = run("operators", "check", "kcrop:8", "--shape", "3y4")
     assert r.exit_code == 2
 
