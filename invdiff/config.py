@@ -59,7 +59,7 @@ _KEYS: dict[str, tuple[str, tuple[type, ...]]] = {
     "reorient": ("reorient", (bool,)),
     "options": ("options", (dict,)),
 }
-_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")  # what the docs promise and the tests cover
 
 
 @dataclass(frozen=True)

@@ -84,8 +84,7 @@ def run_solve(
         "prior": sha256_file(prior_file) if prior_file else None,
     }
     _check_digests(digests, request.expected_sha256)
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {cfg.device} requested but CUDA is not available; use cpu")
+    check_device(cfg.device)
 
     solver = get_solver(cfg.solver)
     check_solver_options(solver, cfg.solver, cfg.options)
@@ -164,6 +163,17 @@ def _reference(
     if ref.shape != tuple(shape):
         raise ValueError(f"reference {path} has shape {ref.shape}; the output will be {shape}")
     return ref
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine lacks with one line (torch raises mid-run otherwise)."""
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device} requested but CUDA is not available; use cpu")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {device} requested but this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
 
 
 def _check_digests(found: dict[str, str | None], expected: dict[str, str | None]) -> None:

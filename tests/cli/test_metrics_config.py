@@ -103,3 +103,21 @@ def test_manifest_round_trip(tmp_path):
     with pytest.raises(ManifestError, match="not an invdiff manifest"):
         read_manifest(tmp_path / "bad.json")
     assert len(sha256_file(p)) == 64
+
+
+def test_devices_this_machine_lacks_are_one_line_errors(monkeypatch):
+    import torch
+
+    from invdiff.pipeline.run import check_device
+
+    with pytest.raises(ConfigError, match="cpu, cuda or cuda:N"):
+        SolveConfig(device="mps")  # was accepted, then failed with a traceback in torch
+    check_device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        check_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    check_device("cuda:1")
+    with pytest.raises(ValueError, match="cuda:2 requested but this machine has 2 CUDA"):
+        check_device("cuda:2")
