@@ -97,13 +97,18 @@ class SolveConfig:
             math.isfinite(self.noise_sigma) and self.noise_sigma >= 0
         ):
             raise ConfigError(f"noise_sigma must be finite and >= 0, got {self.noise_sigma}")
-        if not _DEVICE.match(self.device):
-            raise ConfigError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+        validate_device(self.device)
 
     def to_toml_dict(self) -> dict[str, Any]:
         """The configuration with TOML key names, ``None`` values left out (for manifests)."""
         by_field = {name: key for key, (name, _) in _KEYS.items()}
         return {by_field[k]: v for k, v in asdict(self).items() if v is not None}
+
+
+def validate_device(device: str) -> None:
+    """Refuse a device name other than ``cpu``, ``cuda`` or ``cuda:N`` (:class:`ConfigError`)."""
+    if not _DEVICE.match(device):
+        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {device!r}")
 
 
 def parse_config(data: Mapping[str, Any], source: str = "configuration") -> dict[str, Any]:

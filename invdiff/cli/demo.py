@@ -38,10 +38,14 @@ def demo(
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from invdiff.config import validate_device
     from invdiff.demo import DemoConfig, run_demo
+    from invdiff.pipeline.run import check_device
     from invdiff.priors.registry import resolve_prior
 
     with user_errors(debug):
+        validate_device(device)
+        check_device(device)
         config = DemoConfig(out=out, prior=prior, steps=steps, samples=samples, lam=lam,
                             sweep=DemoConfig.sweep if sweep else (), seed=seed, device=device,
                             overwrite=overwrite)

@@ -179,3 +179,15 @@ def test_demo_table_shows_units(run, monkeypatch, tmp_path):
     r = run("demo", "--out", tmp_path / "d", "--prior", "p.ckpt")
     assert r.exit_code == 0, r.output
     assert "PSNR [dB]" in r.stdout and "24.50" in r.stdout
+
+
+@pytest.mark.parametrize(("device", "message"), [
+    ("gpu", "device must be cpu, cuda or cuda:N, got 'gpu'"),
+    ("cuda", "CUDA is not available"),
+])
+def test_demo_refuses_unusable_devices_in_one_line(run, monkeypatch, tmp_path, device, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    r = run("demo", "--out", tmp_path / "d", "--device", device)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line, line
