@@ -58,9 +58,13 @@ def train(
     debug: Debug = False,
 ) -> None:
     """Train a diffusion prior; checkpoints are written atomically and can be resumed."""
+    from invdiff.config import validate_device
     from invdiff.training import cli_train
 
     with user_errors(debug):
+        check_checkpoint_path(out, [*data, *(val_data or ())])
+        if device != "auto":
+            validate_device(device)
         try:
             axis_list = tuple(int(a) for a in axes.split(","))
         except ValueError:
@@ -81,3 +85,22 @@ def train(
             raise typer.Exit(EXIT_INTERRUPTED) from None
     if int(os.environ.get("RANK", "0")) == 0:  # one line under torchrun, not one per rank
         console.print(f"wrote {written}")
+
+
+#: Names of training data, never of a checkpoint.
+DATA_SUFFIXES = (".nii", ".nii.gz", ".png", ".npy", ".npz")
+
+
+def check_checkpoint_path(out: Path, inputs: list[Path]) -> None:
+    """Refuse an ``--out`` that is one of the training inputs or is named like data.
+
+    Training replaces ``out`` (and writes ``out``'s resume and log files beside it), so a slip such
+    as ``invdiff train vol.nii.gz --out vol.nii.gz`` would destroy the user's volume.
+    """
+    target = out.resolve()
+    for path in inputs:
+        if path.resolve() == target:
+            raise ValueError(f"--out {out} is a training input; name the checkpoint e.g. vdm.ckpt")
+    if out.name.lower().endswith(DATA_SUFFIXES):
+        raise ValueError(f"--out {out} is named like training data ({', '.join(DATA_SUFFIXES)}); "
+                         "name the checkpoint e.g. vdm.ckpt")

@@ -254,3 +254,19 @@ def test_frame_applies_only_to_4d_files(run, tiny_prior, tmp_path):
     # a 3D input to solve is still refused --frame
     r = run("solve", ref, "--frame", "1", "--prior", tiny_prior, "--out", tmp_path / "p.nii")
     _assert_one_line_error(r, "--frame given but the input is 3D")
+
+
+@pytest.mark.parametrize("out", ["input", "other.nii.gz"])
+def test_train_never_writes_over_its_data(run, tmp_path, out):
+    data = _nifti(tmp_path / "vol.nii.gz", _ok_volume())
+    before = data.read_bytes()
+    target = data if out == "input" else tmp_path / out
+    r = run("train", data, "--out", target, "--preset", "tiny", "--steps", "1", "--quiet")
+    _assert_one_line_error(r, f"--out {target}", "vdm.ckpt")
+    assert data.read_bytes() == before and sorted(tmp_path.iterdir()) == [data]
+
+
+def test_train_unknown_device_is_one_line(run, tmp_path):
+    data = _nifti(tmp_path / "vol.nii.gz", _ok_volume())
+    r = run("train", data, "--out", tmp_path / "v.ckpt", "--device", "gpu", "--quiet")
+    _assert_one_line_error(r, "device must be cpu, cuda or cuda:N, got 'gpu'")
