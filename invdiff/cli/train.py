@@ -58,6 +58,8 @@ def train(
     debug: Debug = False,
 ) -> None:
     """Train a diffusion prior; checkpoints are written atomically and can be resumed."""
+    from nibabel.filebasedimages import ImageFileError
+
     from invdiff.config import validate_device
     from invdiff.training import cli_train
 
@@ -79,6 +81,8 @@ def train(
                 val_every=val_every, ckpt_every=ckpt_every, log_every=log_every,
                 progress=not quiet,
             )
+        except ImageFileError as exc:  # nibabel's error for a corrupt file is no ValueError
+            raise ValueError(f"not a readable NIfTI file ({exc})") from exc
         except KeyboardInterrupt:
             console.print(f"interrupted; the last checkpoint of {out} is intact "
                           "(continue with --resume)")

@@ -270,3 +270,10 @@ def test_train_unknown_device_is_one_line(run, tmp_path):
     data = _nifti(tmp_path / "vol.nii.gz", _ok_volume())
     r = run("train", data, "--out", tmp_path / "v.ckpt", "--device", "gpu", "--quiet")
     _assert_one_line_error(r, "device must be cpu, cuda or cuda:N, got 'gpu'")
+
+
+def test_train_on_a_corrupt_nifti_is_one_line(run, tmp_path):
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"not gzip")
+    r = run("train", bad, "--out", tmp_path / "v.ckpt", "--preset", "tiny", "--quiet")
+    _assert_one_line_error(r, "not a readable NIfTI file", "bad.nii.gz")
