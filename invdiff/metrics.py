@@ -83,7 +83,7 @@ def evaluate(
     if mask.shape != reference.shape:
         raise ValueError(f"mask shape {mask.shape} does not match image shape {reference.shape}")
     if not mask.any():
-        raise ValueError("the mask selects no voxel")
+        raise ValueError("the mask selects no voxel (it is all zero)")
     data_range = float(reference.max() - reference.min())
     if not data_range > 0:
         raise ValueError("the reference is constant: PSNR and SSIM are undefined")

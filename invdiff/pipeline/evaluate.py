@@ -30,7 +30,7 @@ def evaluate_files(
     if str(mask) == "auto":
         m = auto_mask(ref)
     elif mask is not None:
-        m = read_image(mask).data != 0
+        m = read_image(mask, frame=frame, allow_zero=True, frame_if_4d=True).data != 0
     else:
         m = None
     return evaluate(ref, rec, m, axis=axis)

@@ -277,3 +277,10 @@ def test_train_on_a_corrupt_nifti_is_one_line(run, tmp_path):
     bad.write_bytes(b"not gzip")
     r = run("train", bad, "--out", tmp_path / "v.ckpt", "--preset", "tiny", "--quiet")
     _assert_one_line_error(r, "not a readable NIfTI file", "bad.nii.gz")
+
+
+def test_evaluate_with_an_empty_mask_file(run, tmp_path):
+    ref = _nifti(tmp_path / "ref.nii", _ok_volume())
+    mask = _nifti(tmp_path / "mask.nii", np.zeros((8, 8, 2), np.float32))
+    r = run("evaluate", "--reference", ref, "--recon", ref, "--mask", mask)
+    _assert_one_line_error(r, "the mask selects no voxel")
