@@ -102,7 +102,8 @@ def _from_measurement(path: Path, config: SolveConfig) -> SliceProblem:
         repr(from_spec(config.operator, m.image_shape)) != repr(op)  # kcrop:32 == kcrop:32x32
     ):
         raise ProblemError(
-            f"--operator {config.operator} differs from the measurement's operator {m.operator}; "
+            f"operator {config.operator} (from --operator or --config) differs from the "
+            f"measurement's operator {m.operator}; "
             "a measurement file carries its own operator (leave --operator out)"
         )
     if tuple(m.kspace.shape[1:]) != tuple(op.oshape):

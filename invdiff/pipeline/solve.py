@@ -75,6 +75,27 @@ def check_solver_options(solver: Callable[..., Any], name: str, options: dict[st
             raise ConfigError(
                 f"solver {name} has no option {key!r}; its options: {', '.join(accepted) or 'none'}"
             )
+        _check_option_type(name, key, options[key], params[key].default)
+
+
+def _check_option_type(name: str, key: str, value: Any, default: Any) -> None:
+    """Refuse a value whose type cannot be the parameter's (judged by its default's type).
+
+    Without this check ``--option eta=abc`` reaches the solver and fails there without naming the
+    option ("could not convert string to float: 'abc'"). Parameters whose default is ``None`` or
+    of another type are not checked here.
+    """
+    kinds: dict[type, tuple[type, ...]] = {
+        bool: (bool,), int: (int,), float: (int, float), str: (str,)
+    }
+    expected = kinds.get(type(default))
+    if expected is None:
+        return
+    if isinstance(value, bool) and bool not in expected or not isinstance(value, expected):
+        raise ConfigError(
+            f"solver {name}: option {key} must be {type(default).__name__} (default "
+            f"{default!r}), got {type(value).__name__} {value!r}"
+        )
 
 
 def solve_problem(

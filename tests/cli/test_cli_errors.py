@@ -284,3 +284,26 @@ def test_evaluate_with_an_empty_mask_file(run, tmp_path):
     mask = _nifti(tmp_path / "mask.nii", np.zeros((8, 8, 2), np.float32))
     r = run("evaluate", "--reference", ref, "--recon", ref, "--mask", mask)
     _assert_one_line_error(r, "the mask selects no voxel")
+
+
+def test_operator_from_a_config_file_is_named_as_such(run, meas, tiny_prior, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('operator = "kcrop:4"\n')
+    r = run("solve", meas, "--config", config, "--prior", tiny_prior,
+            "--out", tmp_path / "b.npy", *FAST)
+    _assert_one_line_error(r, "operator kcrop:4 (from --operator or --config) differs")
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("eta=abc", "option eta must be float (default 1.0), got str 'abc'"),
+    ("final_dc=1", "option final_dc must be bool (default True), got int 1"),
+    ("grid=3", "option grid must be str (default 'uniform'), got int 3"),
+])
+def test_solver_option_of_the_wrong_type(run, meas, tiny_prior, tmp_path, option, message):
+    # the solver used to fail mid-run without naming the option
+    r = run("solve", meas, "--option", option, "--prior", tiny_prior,
+            "--out", tmp_path / "o.npy", *FAST)
+    _assert_one_line_error(r, "solver kspace-mix: " + message)
+    r = run("solve", meas, "--option", "eta=0", "--prior", tiny_prior,  # int for a float: fine
+            "--out", tmp_path / "o.npy", *FAST)
+    assert r.exit_code == 0, r.output
