@@ -96,6 +96,9 @@ def load_problem(
 
 
 def _from_measurement(path: Path, config: SolveConfig) -> SliceProblem:
+    if config.frame is not None:
+        raise ProblemError(f"{path}: --frame selects a volume of 4D image input; a measurement "
+                           "file holds one image or volume (leave --frame out)")
     m = read_measurement(path)
     op = from_spec(m.operator, m.image_shape)
     if config.operator is not None and config.operator != m.operator and (

@@ -307,3 +307,10 @@ def test_solver_option_of_the_wrong_type(run, meas, tiny_prior, tmp_path, option
     r = run("solve", meas, "--option", "eta=0", "--prior", tiny_prior,  # int for a float: fine
             "--out", tmp_path / "o.npy", *FAST)
     assert r.exit_code == 0, r.output
+
+
+def test_frame_with_a_measurement_file_is_refused(run, meas, tiny_prior, tmp_path):
+    # it was silently ignored
+    r = run("solve", meas, "--frame", "1", "--prior", tiny_prior, "--out", tmp_path / "o.npy",
+            *FAST)
+    _assert_one_line_error(r, "--frame selects a volume of 4D image input")
