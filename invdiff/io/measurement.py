@@ -32,6 +32,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -114,7 +115,7 @@ def read_measurement(path: str | os.PathLike) -> Measurement:
     unknown = arrays.keys() - _KEYS
     if unknown:
         raise MeasurementError(f"{path}: unknown key(s) {sorted(unknown)}; known: {sorted(_KEYS)}")
-    version = int(arrays.get("version", VERSION))
+    version = _integer(arrays, "version", VERSION, path)
     if version != VERSION:
         raise MeasurementError(f"{path}: format version {version}; this invdiff reads {VERSION}")
     kspace = arrays["kspace"]
@@ -127,23 +128,24 @@ def read_measurement(path: str | os.PathLike) -> Measurement:
         raise MeasurementError(f"{path}: kspace has {n_bad} NaN/Inf values")
     if not np.any(kspace):
         raise MeasurementError(f"{path}: kspace is all zero")
-    image_shape = tuple(int(v) for v in arrays["image_shape"])
+    image_shape = _integers(arrays, "image_shape", path)
     if len(image_shape) != 2 or min(image_shape) < 1:
         raise MeasurementError(f"{path}: image_shape must be (H, W), got {image_shape}")
-    sigma = float(arrays.get("noise_sigma", 0.0))
+    sigma = _number(arrays, "noise_sigma", 0.0, path)
     if not (math.isfinite(sigma) and sigma >= 0):
         raise MeasurementError(f"{path}: noise_sigma must be finite and >= 0, got {sigma}")
-    scale = float(arrays.get("scale", np.nan))
+    scale = _number(arrays, "scale", math.nan, path)
     if math.isfinite(scale) and scale <= 0:
         raise MeasurementError(f"{path}: scale must be > 0, got {scale}")
-    source_shape = tuple(int(v) for v in arrays.get("source_shape", ())) or None
+    has_source = "source_shape" in arrays
+    source_shape = (_integers(arrays, "source_shape", path) if has_source else ()) or None
     affine = arrays.get("source_affine")
     if affine is not None and (affine.shape != (4, 4) or not np.isfinite(affine).all()):
         affine = None
-    axis = int(arrays.get("axis", -1))
+    axis = _integer(arrays, "axis", -1, path)
     return Measurement(
         kspace=kspace,
-        operator=str(arrays["operator"]),
+        operator=_text(arrays, "operator", path),
         image_shape=image_shape,  # type: ignore[arg-type]
         noise_sigma=sigma,
         scale=scale if math.isfinite(scale) else None,
@@ -151,6 +153,42 @@ def read_measurement(path: str | os.PathLike) -> Measurement:
         source_affine=affine,
         axis=None if axis < 0 else axis,
     )
+
+
+def _scalar(arrays: dict[str, np.ndarray], key: str, kinds: str, what: str, path: Path) -> Any:
+    value = arrays[key]
+    if value.ndim != 0 or value.dtype.kind not in kinds:
+        raise MeasurementError(f"{path}: {key} must be {what}, got {value.dtype} {value.shape}")
+    return value.item()
+
+
+def _text(arrays: dict[str, np.ndarray], key: str, path: Path) -> str:
+    return str(_scalar(arrays, key, "U", "a string", path))
+
+
+def _number(arrays: dict[str, np.ndarray], key: str, default: float, path: Path) -> float:
+    if key not in arrays:
+        return default
+    return float(_scalar(arrays, key, "iuf", "a real number", path))
+
+
+def _integer(arrays: dict[str, np.ndarray], key: str, default: int, path: Path) -> int:
+    if key not in arrays:
+        return default
+    value = _scalar(arrays, key, "iuf", "an integer", path)
+    if value != int(value):
+        raise MeasurementError(f"{path}: {key} must be an integer, got {value}")
+    return int(value)
+
+
+def _integers(arrays: dict[str, np.ndarray], key: str, path: Path) -> tuple[int, ...]:
+    """A 1D array of whole numbers (``image_shape = [128, 128]``; ``128.5`` is refused)."""
+    value = arrays[key]
+    if value.ndim != 1 or value.dtype.kind not in "iuf" or not np.all(value == np.round(value)):
+        raise MeasurementError(
+            f"{path}: {key} must be a list of integers, got {value.dtype} {value.tolist()}"
+        )
+    return tuple(int(v) for v in value)
 
 
 def is_measurement_file(path: str | os.PathLike) -> bool:

@@ -199,3 +199,19 @@ def test_nifti_header_is_image(tmp_path):
     img = nib.Nifti1Image(np.ones((4, 4, 2), np.float32), np.eye(4))
     nib.save(img, tmp_path / "ok.nii")
     assert read_image(tmp_path / "ok.nii").data.shape == (4, 4, 2)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("image_shape", np.array([16.5, 16]), "image_shape must be a list of integers"),
+    ("operator", np.array(["kcrop:4", "fft"]), "operator must be a string"),
+    ("noise_sigma", np.array([0.1, 0.2]), "noise_sigma must be a real number"),
+    ("axis", np.array(1.5), "axis must be an integer"),
+    ("version", np.array("1"), "version must be an integer"),
+])
+def test_measurement_fields_of_the_wrong_kind(tmp_path, key, value, message):
+    # 16.5 was truncated to 16 and an operator array became the spec "['kcrop:4' 'fft']"
+    arrays = {"format": "invdiff.measurement", "version": 1, "operator": "kcrop:4",
+              "kspace": np.ones((1, 4, 4), np.complex64), "image_shape": [16, 16], key: value}
+    np.savez(tmp_path / "m.npz", **arrays)
+    with pytest.raises(MeasurementError, match=message):
+        read_measurement(tmp_path / "m.npz")
