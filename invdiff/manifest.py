@@ -106,9 +106,12 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
         raise ManifestError(f"{path}: not an invdiff manifest (format != {FORMAT!r})")
     if record.get("version") != VERSION:
         raise ManifestError(f"{path}: manifest version {record.get('version')}; expected {VERSION}")
-    for key in ("config", "input"):
+    for key in ("config", "input", "outputs"):
         if not isinstance(record.get(key), dict):
             raise ManifestError(f"{path}: missing the {key!r} section")
+    for section, key in (("input", "path"), ("outputs", "mean")):
+        if not isinstance(record[section].get(key), str):
+            raise ManifestError(f"{path}: missing {section}.{key} (a file path)")
     return record
 
 

@@ -96,13 +96,26 @@ def test_shipped_configs_parse():
 
 def test_manifest_round_trip(tmp_path):
     p = tmp_path / "m.json"
-    write_manifest(p, {"config": {"steps": 1}, "input": {"path": "x"}, "residual": np.float32(0.5)})
+    write_manifest(p, {"config": {"steps": 1}, "input": {"path": "x"}, "outputs": {"mean": "y"},
+                       "residual": np.float32(0.5)})
     rec = read_manifest(p)
     assert rec["residual"] == 0.5 and rec["format"] == "invdiff.manifest"
     (tmp_path / "bad.json").write_text('{"format": "other"}')
     with pytest.raises(ManifestError, match="not an invdiff manifest"):
         read_manifest(tmp_path / "bad.json")
     assert len(sha256_file(p)) == 64
+
+
+@pytest.mark.parametrize(("record", "message"), [
+    ({"config": {}, "input": {}, "outputs": {"mean": "y"}}, "missing input.path"),
+    ({"config": {}, "input": {"path": "x"}}, "missing the 'outputs' section"),
+    ({"config": {}, "input": {"path": "x"}, "outputs": {"mean": 3}}, "missing outputs.mean"),
+])
+def test_incomplete_manifests_are_named(tmp_path, record, message):
+    # a manifest without input.path used to fail as 'error: path'
+    write_manifest(tmp_path / "m.json", record)
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(tmp_path / "m.json")
 
 
 def test_devices_this_machine_lacks_are_one_line_errors(monkeypatch):
