@@ -151,6 +151,12 @@ def _from_image(path: Path, config: SolveConfig, prior_hw: tuple[int, int]) -> S
             f"input slices are {small[0]}x{small[1]}, larger than the prior's "
             f"{big[0]}x{big[1]} images; nothing to super-resolve"
         )
+    if small == tuple(big) and config.operator is None:
+        raise ProblemError(
+            f"input slices are {small[0]}x{small[1]}, already the prior's image size, so the "
+            "default kcrop keeps all of k-space and the result would be the input; for a "
+            "high-resolution image make a measurement with `invdiff simulate` first"
+        )
     spec = config.operator or f"kcrop:{small[0]}x{small[1]}"
     op = from_spec(spec, big)
     if tuple(op.oshape) != small:

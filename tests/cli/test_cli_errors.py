@@ -314,3 +314,11 @@ def test_frame_with_a_measurement_file_is_refused(run, meas, tiny_prior, tmp_pat
     r = run("solve", meas, "--frame", "1", "--prior", tiny_prior, "--out", tmp_path / "o.npy",
             *FAST)
     _assert_one_line_error(r, "--frame selects a volume of 4D image input")
+
+
+def test_full_size_image_input_is_refused(run, tiny_prior, tmp_path):
+    # a high-resolution image passed to solve came back unchanged (kcrop:16x16 of 16x16)
+    path = _nifti(tmp_path / "hr.nii", (np.random.default_rng(0).random((16, 16, 2)) + 1)
+                  .astype(np.float32))
+    r = run("solve", path, "--prior", tiny_prior, "--out", tmp_path / "o.nii", *FAST)
+    _assert_one_line_error(r, "already the prior's image size", "invdiff simulate")
