@@ -142,7 +142,7 @@ class _SliceBar:
         self.task: Any = None
         self.announced = False
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: float, total: int) -> None:
         if not self.announced and not console.is_terminal:  # logs get one line, not a live bar
             note(f"solving {self.name}: {total} slices")
         self.announced = True

@@ -62,7 +62,7 @@ def output_paths(out: Path, config: SolveConfig) -> dict[str, Path]:
 
 
 def run_solve(
-    request: SolveRequest, progress: Callable[[int, int], None] | None = None
+    request: SolveRequest, progress: Callable[[float, int], None] | None = None
 ) -> dict[str, Any]:
     """Run one solve end to end and return the manifest that was written beside the output."""
     from invdiff.priors.registry import resolve_prior

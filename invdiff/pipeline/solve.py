@@ -103,7 +103,7 @@ def solve_problem(
     prior: Prior,
     solver: Callable[..., Any],
     config: SolveConfig,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[float, int], None] | None = None,
 ) -> SolveOutput:
     """Reconstruct every slice of ``problem``.
 
@@ -112,7 +112,9 @@ def solve_problem(
         prior: the prior, loaded on ``config.device``.
         solver: a function with the shared solver signature.
         config: steps, samples, lambda, seed, batch, solver options.
-        progress: called with ``(slices done, total)`` after each batch.
+        progress: called with ``(slices done, total)``: after each batch and, for solvers that
+            take a ``callback``, after each step with the fraction of the batch done (a float),
+            so a progress bar moves and estimates its ETA during a long batch.
 
     Raises:
         SolveInterrupted: on Ctrl-C, with the number of slices finished.
@@ -130,6 +132,7 @@ def solve_problem(
     num2 = den2 = 0.0
     batches: list[dict[str, Any]] = []
     done = 0
+    step_callback = "callback" in inspect.signature(solver).parameters
     if progress is not None:
         progress(0, total)
     try:
@@ -140,6 +143,8 @@ def solve_problem(
             kwargs = dict(steps=config.steps, n_samples=k, generator=generator,
                           noise_sigma=2.0 * problem.noise_sigma / problem.scale, lam=config.lam,
                           **config.options)
+            if progress is not None and step_callback:
+                kwargs["callback"] = _StepProgress(progress, start, stop, total, config.steps)
             if config.phase:  # magnitude solve of a complex image, phase put back for the fit
                 phased = solve_with_phase(solver, op, y, the_prior, scale=problem.scale, **kwargs)
                 result, x = phased.result, phased.magnitude.detach()
@@ -166,6 +171,23 @@ def solve_problem(
         residual=float(np.sqrt(num2 / den2)) if den2 > 0 else float("nan"),
         batches=batches,
     )
+
+
+class _StepProgress:
+    """A solver ``callback`` reporting ``start + (stop - start) * (i + 1) / steps`` slices done."""
+
+    def __init__(self, progress: Callable[[float, int], None], start: int, stop: int,
+                 total: int, steps: int) -> None:
+        self.progress, self.start, self.stop, self.total = progress, start, stop, total
+        self.steps = steps
+        self.done = float(start)
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        fraction = min((int(info["i"]) + 1) / self.steps, 1.0)
+        done = self.start + (self.stop - self.start) * fraction
+        if done > self.done:  # never backwards (e.g. a solver that loops over samples)
+            self.done = done
+            self.progress(done, self.total)
 
 
 def _batch_info(start: int, stop: int, info: dict[str, Any]) -> dict[str, Any]:

@@ -208,3 +208,23 @@ def test_phase_needs_kspace(run, tiny_prior, tmp_path):
     r = run("solve", tmp_path / "lr.npy", "--operator", "downsample:2", "--prior", tiny_prior,
             "--phase", "--out", tmp_path / "r.npy", *FAST)
     assert r.exit_code == 2 and "needs a k-space operator" in r.stderr
+
+
+def test_progress_moves_within_a_batch(run, hr_nifti, tiny_prior, tmp_path):
+    """One batch of 3 slices, 4 steps: the bar gets per-step fractions, not just 0 and 3."""
+    from invdiff.pipeline.run import SolveRequest, run_solve
+
+    reports: list[tuple[float, int]] = []
+    config = SolveConfig(prior=tiny_prior, steps=4, batch=8, operator="kcrop:8")
+    lr = tmp_path / "lr.npy"
+    np.save(lr, np.random.default_rng(0).random((8, 8)).astype(np.float32) + 1)
+    run_solve(SolveRequest(input=lr, out=tmp_path / "o.npy", config=config),
+              lambda done, total: reports.append((done, total)))
+    assert reports == [(0, 1), (0.25, 1), (0.5, 1), (0.75, 1), (1.0, 1), (1, 1)]
+    meas = tmp_path / "m.npz"  # a volume in batches of 2: monotone, ends at 3 of 3
+    assert run("simulate", hr_nifti, "--operator", "kcrop:8", "--out", meas).exit_code == 0
+    reports.clear()
+    run_solve(SolveRequest(input=meas, out=tmp_path / "v.npy",
+                           config=SolveConfig(prior=tiny_prior, steps=2, batch=2)),
+              lambda done, total: reports.append((done, total)))
+    assert [d for d, _ in reports] == [0, 1, 2, 2, 2.5, 3, 3]
