@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from invdiff.cli.common import Debug, parse_shape, stdout, user_errors
+from invdiff.cli.common import Debug, fail, parse_shape, stdout, user_errors
 
 CHECK_EPILOG = """\
 Example: invdiff operators check "kcrop:16" --shape 37x31
@@ -61,6 +61,8 @@ def operators_check(
     from invdiff.operators.testing import check_operator
 
     hw = parse_shape(shape)
+    if batch < 1:
+        raise fail(f"--batch must be >= 1, got {batch}")
     with user_errors(debug):
         op = from_spec(spec, hw)
     stdout.print(f"{spec} on {hw[0]}x{hw[1]}: ishape {op.ishape} -> oshape {op.oshape}")

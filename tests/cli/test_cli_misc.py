@@ -53,6 +53,8 @@ def test_operators_check(run):
     assert cuda_line in r.stdout  # the CUDA check is never silently absent
     r = run("operators", "check", "kcrop:8", "--shape", "3y4")
     assert r.exit_code == 2
+    r = run("operators", "check", "kcrop:8", "--shape", "16", "--batch", "0")  # was a traceback
+    assert r.exit_code == 2 and r.stderr.strip() == "error: --batch must be >= 1, got 0"
 
 
 def _display(volume_ras: np.ndarray, k: int, axis: int) -> np.ndarray:
