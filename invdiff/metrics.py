@@ -87,6 +87,8 @@ def evaluate(
     data_range = float(reference.max() - reference.min())
     if not data_range > 0:
         raise ValueError("the reference is constant: PSNR and SSIM are undefined")
+    if reference.ndim == 3 and axis is not None and not -3 <= axis <= 2:
+        raise ValueError(f"slice axis must be 0, 1 or 2 for a 3D volume, got {axis}")
     ax = None if reference.ndim == 2 else (2 if axis is None else axis % 3)
     ref_s, rec_s, mask_s = (_slices(a, ax) for a in (reference, recon, mask))
     ssim_maps = [

@@ -134,3 +134,11 @@ def test_devices_this_machine_lacks_are_one_line_errors(monkeypatch):
     check_device("cuda:1")
     with pytest.raises(ValueError, match="cuda:2 requested but this machine has 2 CUDA"):
         check_device("cuda:2")
+
+
+def test_evaluate_refuses_an_axis_a_volume_lacks():
+    # axis 7 was taken as 7 % 3 = 1
+    ref = np.random.default_rng(0).random((8, 9, 4))
+    with pytest.raises(ValueError, match="slice axis must be 0, 1 or 2 for a 3D volume, got 7"):
+        evaluate(ref, ref, axis=7)
+    assert evaluate(ref, ref, axis=-2).axis == 1
