@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from invdiff.io import read_image
 from invdiff.metrics import Metrics, auto_mask, evaluate
@@ -25,6 +26,9 @@ def evaluate_files(
         axis: slice axis of 3D volumes for the per-slice table.
         frame: volume index for 4D files (a 2D/3D file among them is read as it is).
     """
+    for role, path in (("reference", reference), ("reconstruction", recon), ("mask", mask)):
+        if path is not None and str(path) != "auto" and not Path(path).is_file():
+            raise FileNotFoundError(f"{role} {path} does not exist")
     ref = read_image(reference, frame=frame, frame_if_4d=True).data
     rec = read_image(recon, frame=frame, allow_zero=True, frame_if_4d=True).data
     if str(mask) == "auto":

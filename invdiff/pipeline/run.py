@@ -159,6 +159,8 @@ def _reference(
     """The reference image, checked against the output shape before any solving."""
     if path is None:
         return None
+    if not path.is_file():
+        raise FileNotFoundError(f"reference {path} does not exist")
     ref = read_image(path, frame=frame, frame_if_4d=True).data  # --frame picks the input's volume
     if ref.shape != tuple(shape):
         raise ValueError(f"reference {path} has shape {ref.shape}; the output will be {shape}")

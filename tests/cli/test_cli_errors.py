@@ -322,3 +322,18 @@ def test_full_size_image_input_is_refused(run, tiny_prior, tmp_path):
                   .astype(np.float32))
     r = run("solve", path, "--prior", tiny_prior, "--out", tmp_path / "o.nii", *FAST)
     _assert_one_line_error(r, "already the prior's image size", "invdiff simulate")
+
+
+@pytest.mark.parametrize("role", ["reference", "reconstruction", "mask"])
+def test_missing_evaluate_files_are_named_by_role(run, tmp_path, role):
+    ok = _nifti(tmp_path / "ok.nii", _ok_volume())
+    files = {"reference": ok, "reconstruction": ok, "mask": ok, role: tmp_path / "gone.nii"}
+    r = run("evaluate", "--reference", files["reference"], "--recon", files["reconstruction"],
+            "--mask", files["mask"])
+    _assert_one_line_error(r, f"{role} {tmp_path / 'gone.nii'} does not exist")
+
+
+def test_missing_reference_of_solve_is_named(run, meas, tiny_prior, tmp_path):
+    r = run("solve", meas, "--reference", tmp_path / "gone.nii", "--prior", tiny_prior,
+            "--out", tmp_path / "o.npy", *FAST)
+    _assert_one_line_error(r, "reference", "gone.nii does not exist")
