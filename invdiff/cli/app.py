@@ -6,6 +6,7 @@ Each command lives in its own module of :mod:`invdiff.cli`; this module only ass
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -19,6 +20,27 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from invdiff.manifest import environment
+
+        env = environment()
+        typer.echo(f"invdiff {env['invdiff']} (torch {env['torch']}, numpy {env['numpy']}, "
+                   f"Python {env['python']}, git {env['git_commit'] or 'none'})")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Show the versions a run manifest records, and exit.")] = False,
+) -> None:
+    """Inverse problems with diffusion priors: MR super-resolution from k-space and more."""
+
+
 app.command("simulate", epilog=simulate.EPILOG)(simulate.simulate)
 app.command("solve", epilog=solve.EPILOG)(solve.solve)
 app.command("evaluate", epilog=evaluate.EPILOG)(evaluate.evaluate)

@@ -193,3 +193,11 @@ def test_demo_refuses_unusable_devices_in_one_line(run, monkeypatch, tmp_path, d
     assert r.exit_code == 2 and "Traceback" not in r.output
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith("error: ") and message in line, line
+
+
+def test_version(run):
+    r = run("--version")
+    assert r.exit_code == 0
+    import invdiff
+
+    assert r.stdout.startswith(f"invdiff {invdiff.__version__} (torch ")
