@@ -20,6 +20,7 @@ import torch
 
 from invdiff.config import SolveConfig
 from invdiff.io import atomic_outputs, check_outputs, image_kind, read_image, write_image
+from invdiff.io.measurement import is_measurement_file, read_measurement
 from invdiff.manifest import ManifestError, environment, manifest_path, sha256_file, write_manifest
 from invdiff.metrics import auto_mask, evaluate
 from invdiff.pipeline.problem import load_problem
@@ -88,6 +89,7 @@ def run_solve(
 
     solver = get_solver(cfg.solver)
     check_solver_options(solver, cfg.solver, cfg.options)
+    _check_input(request.input, cfg)  # bad input is reported before (and whatever) the prior
     t_prior = time.perf_counter()
     prior = resolve_prior(cfg.prior, cfg.device)
     c, ph, pw = prior.image_shape
@@ -176,6 +178,15 @@ def check_device(device: str) -> None:
         if index >= torch.cuda.device_count():
             raise ValueError(f"device {device} requested but this machine has "
                              f"{torch.cuda.device_count()} CUDA device(s)")
+
+
+def _check_input(path: Path, cfg: SolveConfig) -> None:
+    """Read and validate the input file alone (:func:`load_problem` repeats it with the prior)."""
+    if is_measurement_file(path):
+        if cfg.frame is None:
+            read_measurement(path)
+    else:
+        read_image(path, frame=cfg.frame)
 
 
 def _check_digests(found: dict[str, str | None], expected: dict[str, str | None]) -> None:

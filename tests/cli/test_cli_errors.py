@@ -337,3 +337,17 @@ def test_missing_reference_of_solve_is_named(run, meas, tiny_prior, tmp_path):
     r = run("solve", meas, "--reference", tmp_path / "gone.nii", "--prior", tiny_prior,
             "--out", tmp_path / "o.npy", *FAST)
     _assert_one_line_error(r, "reference", "gone.nii does not exist")
+
+
+def test_bad_input_is_reported_before_the_prior_is_loaded(run, tmp_path):
+    # with an unusable prior (e.g. the default one not installed) the input's own fault used
+    # to be hidden behind the prior's error
+    data = _ok_volume()
+    data[0, 0, 0] = np.inf
+    r = run("solve", _nifti(tmp_path / "n.nii", data), "--prior", "no-such-prior",
+            "--out", tmp_path / "o.nii")
+    _assert_one_line_error(r, "NaN or Inf")
+    bad = tmp_path / "m.npz"
+    np.savez(bad, format="invdiff.measurement", kspace=np.ones((1, 2, 2), np.complex64))
+    r = run("solve", bad, "--prior", "no-such-prior", "--out", tmp_path / "o.nii")
+    _assert_one_line_error(r, "missing key(s)")
