@@ -89,6 +89,7 @@ class SolveConfig:
         for name in ("steps", "samples", "batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_seed(self.seed)
         if self.axis not in (-3, -2, -1, 0, 1, 2):
             raise ConfigError(f"axis must be 0, 1 or 2, got {self.axis}")
         if self.frame is not None and self.frame < 0:
@@ -103,6 +104,12 @@ class SolveConfig:
         """The configuration with TOML key names, ``None`` values left out (for manifests)."""
         by_field = {name: key for key, (name, _) in _KEYS.items()}
         return {by_field[k]: v for k, v in asdict(self).items() if v is not None}
+
+
+def check_seed(seed: int) -> None:
+    """Refuse a seed ``torch.Generator.manual_seed`` cannot take (it says only "Overflow")."""
+    if not -(2**63) <= seed < 2**64:
+        raise ConfigError(f"seed must be in [-2^63, 2^64), got {seed}")
 
 
 def validate_device(device: str) -> None:

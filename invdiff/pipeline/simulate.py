@@ -8,6 +8,7 @@ import os
 import numpy as np
 import torch
 
+from invdiff.config import check_seed
 from invdiff.intensity import robust_scale
 from invdiff.io import (
     Image,
@@ -104,6 +105,7 @@ def simulate_files(
     outputs = [out] + ([lowres_out] if lowres_out is not None else [])
     if not str(out).endswith(".npz"):
         raise ValueError(f"measurement files end in .npz, got {out}")
+    check_seed(seed)
     check_outputs(outputs, [hr_input], overwrite)
     image = read_image(hr_input, frame=frame)
     generator = torch.Generator().manual_seed(seed)

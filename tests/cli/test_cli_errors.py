@@ -351,3 +351,12 @@ def test_bad_input_is_reported_before_the_prior_is_loaded(run, tmp_path):
     np.savez(bad, format="invdiff.measurement", kspace=np.ones((1, 2, 2), np.complex64))
     r = run("solve", bad, "--prior", "no-such-prior", "--out", tmp_path / "o.nii")
     _assert_one_line_error(r, "missing key(s)")
+
+
+def test_seed_out_of_range_is_named(run, hr_nifti, tmp_path):
+    # torch said only "Overflow when unpacking long long"
+    r = run("simulate", hr_nifti, "--operator", "kcrop:8", "--seed", str(2**64),
+            "--out", tmp_path / "m.npz")
+    _assert_one_line_error(r, "seed must be in [-2^63, 2^64), got 18446744073709551616")
+    r = run("solve", hr_nifti, "--seed", str(-(2**63) - 1), "--out", tmp_path / "o.nii")
+    _assert_one_line_error(r, "seed must be in")
