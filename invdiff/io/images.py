@@ -175,7 +175,8 @@ def _validated(data: np.ndarray, path: Path, allow_zero: bool = False) -> np.nda
         raise ImageError(f"{path}: {n_bad} voxel(s) are NaN or Inf")
     if not allow_zero and not np.any(data):
         raise ImageError(f"{path}: the image is all zero")
-    if min(data.shape) < 2:
+    if sorted(data.shape)[-2] < 2 or data.ndim == 2 and min(data.shape) < 2:
+        # a 3D volume may be one slice thick, (H, W, 1): a single-slice NIfTI
         raise ImageError(f"{path}: image of shape {data.shape} is too small")
     return data
 

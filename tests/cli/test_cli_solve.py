@@ -228,3 +228,15 @@ def test_progress_moves_within_a_batch(run, hr_nifti, tiny_prior, tmp_path):
                            config=SolveConfig(prior=tiny_prior, steps=2, batch=2)),
               lambda done, total: reports.append((done, total)))
     assert [d for d, _ in reports] == [0, 1, 2, 2, 2.5, 3, 3]
+
+
+def test_single_slice_nifti_volume(run, tiny_prior, tmp_path):
+    """(H, W, 1) is how scanners and viewers store one slice; it was refused as 'too small'."""
+    lr = tmp_path / "one.nii.gz"
+    nib.save(nib.Nifti1Image((np.random.default_rng(0).random((8, 8, 1)) + 1)
+                             .astype(np.float32), np.diag([2.0, 2.0, 3.0, 1.0])), lr)
+    r = run("solve", lr, "--prior", tiny_prior, "--out", tmp_path / "o.nii.gz", *FAST)
+    assert r.exit_code == 0, r.output
+    out = nib.load(tmp_path / "o.nii.gz")
+    assert out.shape == (16, 16, 1)
+    np.testing.assert_allclose(np.diag(out.affine)[:3], [1.0, 1.0, 3.0])

@@ -63,6 +63,8 @@ def test_png_round_trip_is_scaled_16_bit(tmp_path):
         (np.ones((4, 4, 3, 2)), "choose a volume with --frame"),
         (np.ones((4, 4), dtype=np.complex64), "complex"),
         (np.ones(5), "2D or 3D"),
+        (np.ones((4, 1)), "too small"),
+        (np.ones((4, 1, 1)), "too small"),
     ],
 )
 def test_bad_images_are_refused(tmp_path, data, message):
