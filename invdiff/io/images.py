@@ -110,7 +110,7 @@ def _read_png(path: Path) -> np.ndarray:
 
     try:
         with PILImage.open(path) as im:
-            if im.mode in ("RGB", "RGBA"):
+            if im.mode in ("RGB", "RGBA", "P", "PA"):  # P: palette indices are not intensities
                 rgb = np.asarray(im.convert("RGB"))
                 if not (np.array_equal(rgb[..., 0], rgb[..., 1])
                         and np.array_equal(rgb[..., 0], rgb[..., 2])):

@@ -217,3 +217,16 @@ def test_measurement_fields_of_the_wrong_kind(tmp_path, key, value, message):
     np.savez(tmp_path / "m.npz", **arrays)
     with pytest.raises(MeasurementError, match=message):
         read_measurement(tmp_path / "m.npz")
+
+
+def test_palette_png_is_read_as_grey_values(tmp_path):
+    from PIL import Image as PILImage
+
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    palette = np.zeros(768, np.uint8)
+    order = np.arange(256)[::-1]  # palette index k holds grey 255 - k, so indices != intensities
+    palette[0::3] = palette[1::3] = palette[2::3] = order
+    im = PILImage.fromarray((255 - grey).astype(np.uint8), mode="P")
+    im.putpalette(palette.tolist())
+    im.save(tmp_path / "p.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "p.png").data, grey)
