@@ -166,13 +166,19 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def resolve_config(*layers: Mapping[str, Any]) -> SolveConfig:
-    """Merge layers of ``{field name: value}`` (later wins, ``None`` means "not given")."""
+    """Merge layers of ``{field name: value}`` (later wins, ``None`` means "not given").
+
+    Solver ``options`` are merged key by key, so ``--option final_dc=false`` keeps a config file's
+    ``[options] eta = 0``.
+    """
     merged: dict[str, Any] = {}
     names = {f.name for f in fields(SolveConfig)}
     for layer in layers:
         for name, value in layer.items():
             if name not in names:
                 raise ConfigError(f"unknown configuration field {name!r}")
-            if value is not None:
+            if name == "options" and value is not None:  # merged key by key, later wins
+                merged["options"] = {**merged.get("options", {}), **value}
+            elif value is not None:
                 merged[name] = value
     return SolveConfig(**merged)

@@ -142,3 +142,10 @@ def test_evaluate_refuses_an_axis_a_volume_lacks():
     with pytest.raises(ValueError, match="slice axis must be 0, 1 or 2 for a 3D volume, got 7"):
         evaluate(ref, ref, axis=7)
     assert evaluate(ref, ref, axis=-2).axis == 1
+
+
+def test_solver_options_merge_key_by_key():
+    # a flag's option used to replace the whole [options] table of the config file
+    cfg = resolve_config({"options": {"eta": 0.0, "grid": "logsnr"}}, {"options": {"eta": 0.5}},
+                         {"options": {"final_dc": False}})
+    assert cfg.options == {"eta": 0.5, "grid": "logsnr", "final_dc": False}
