@@ -169,7 +169,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def _run(request: SolveRequest, quiet: bool) -> None:
-    from invdiff.pipeline.run import run_solve
+    from invdiff.pipeline.run import run_solve, stale_outputs
     from invdiff.pipeline.solve import SolveInterrupted
 
     bar = _SliceBar(request.input.name, quiet)
@@ -194,6 +194,8 @@ def _run(request: SolveRequest, quiet: bool) -> None:
         f"wrote {request.out} (residual |Ax-y|/|y| = {record['residual']:.3g}, "
         f"{record['timings_s']['total']:.1f} s)"
     )
+    for path in stale_outputs(request.out, request.config):
+        note(f"note: {path} is left from an earlier run; this run did not write it")
     metrics = record.get("metrics")
     if metrics:
         for label, key in (("all voxels", "all_voxels"), ("foreground", "foreground")):

@@ -62,6 +62,18 @@ def output_paths(out: Path, config: SolveConfig) -> dict[str, Path]:
     return paths
 
 
+def stale_outputs(out: Path, config: SolveConfig) -> list[Path]:
+    """Existing ``OUT_std``/``OUT_samples`` files this configuration will not write.
+
+    They are left by an earlier run with more samples or ``save_samples`` and would sit beside
+    the new result without belonging to it; the command line names them (it never deletes them).
+    """
+    written = set(output_paths(out, config).values())
+    candidates = [_suffixed(out, "_std"), _suffixed(out, "_samples"),
+                  _suffixed(out, "_samples").with_suffix(".npy")]
+    return [p for p in dict.fromkeys(candidates) if p.exists() and p not in written]
+
+
 def run_solve(
     request: SolveRequest, progress: Callable[[float, int], None] | None = None
 ) -> dict[str, Any]:

@@ -240,3 +240,14 @@ def test_single_slice_nifti_volume(run, tiny_prior, tmp_path):
     out = nib.load(tmp_path / "o.nii.gz")
     assert out.shape == (16, 16, 1)
     np.testing.assert_allclose(np.diag(out.affine)[:3], [1.0, 1.0, 3.0])
+
+
+def test_overwrite_names_outputs_left_from_an_earlier_run(run, hr_nifti, tiny_prior, tmp_path):
+    meas, out = tmp_path / "m.npz", tmp_path / "r.nii.gz"
+    assert run("simulate", hr_nifti, "--operator", "kcrop:8", "--out", meas).exit_code == 0
+    r = run("solve", meas, "--prior", tiny_prior, "--samples", "2", "--out", out, *FAST)
+    assert r.exit_code == 0 and "left from an earlier run" not in r.stderr
+    r = run("solve", meas, "--prior", tiny_prior, "--out", out, "--overwrite", *FAST)
+    assert r.exit_code == 0, r.output
+    assert f"note: {tmp_path / 'r_std.nii.gz'} is left from an earlier run" in r.stderr
+    assert (tmp_path / "r_std.nii.gz").exists()  # named, never deleted
