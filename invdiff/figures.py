@@ -101,6 +101,7 @@ def training_curve_figure(log: Sequence[Mapping[str, float]], path: str | Path,
     ax.legend()
     if title:
         ax.set_title(title, fontsize=9)
+    fig.tight_layout()
     return _save(fig, path)
 
 
