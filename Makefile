@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/invdiff demo --out demo-output
+	$(BIN)/invdiff demo --out demo-output --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
