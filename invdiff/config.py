@@ -149,7 +149,13 @@ def _check_options(options: Mapping[str, Any], source: str) -> None:
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a TOML configuration file and validate it with :func:`parse_config`."""
+    """Read a TOML configuration file and validate it with :func:`parse_config`.
+
+    A relative ``prior`` path that names a file next to the config (``prior = "vdm.ckpt"``) is
+    resolved against the config file's folder, so a config works from any working directory;
+    anything else (``"default"``, a plugin name, a path relative to the working directory) is
+    kept as written.
+    """
     try:
         import tomllib
     except ModuleNotFoundError as exc:  # Python 3.10
@@ -162,7 +168,12 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
             data = tomllib.load(f)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: malformed TOML ({exc})") from exc
-    return parse_config(data, str(path))
+    layer = parse_config(data, str(path))
+    prior = layer.get("prior")
+    if prior is not None and not Path(prior).is_absolute() and (path.parent / prior).is_file():
+        # a checkpoint path in a config file is relative to the file, like an include
+        layer["prior"] = str((path.parent / prior).resolve())
+    return layer
 
 
 def resolve_config(*layers: Mapping[str, Any]) -> SolveConfig:

@@ -59,6 +59,19 @@ def test_config_layers_and_types(tmp_path):
     assert resolve_config(parse_config(cfg.to_toml_dict())) == cfg
 
 
+def test_config_prior_path_is_relative_to_the_config(tmp_path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "vdm.ckpt").write_bytes(b"x")
+    p = tmp_path / "cfg" / "c.toml"
+    p.write_text('prior = "vdm.ckpt"\n')
+    monkeypatch.chdir(tmp_path)  # vdm.ckpt does not exist here
+    assert load_config(p)["prior"] == str((tmp_path / "cfg" / "vdm.ckpt").resolve())
+    p.write_text('prior = "default"\n')
+    assert load_config(p)["prior"] == "default"
+    p.write_text(f'prior = "{tmp_path / "cfg" / "vdm.ckpt"}"\n')
+    assert load_config(p)["prior"] == str(tmp_path / "cfg" / "vdm.ckpt")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
