@@ -196,5 +196,7 @@ def _batch_info(start: int, stop: int, info: dict[str, Any]) -> dict[str, Any]:
         if key in info:
             out[key] = info[key]
     if isinstance(info.get("residual"), torch.Tensor):
-        out["sample_residual"] = float(info["residual"].float().mean())
+        r = info["residual"].float()
+        r = r[torch.isfinite(r)]  # NaN marks slices with y = 0: no relative residual there
+        out["sample_residual"] = float(r.mean()) if r.numel() else None
     return out

@@ -67,12 +67,14 @@ class Problem:
         return self.operator(x)
 
     def residual(self, x: Tensor) -> Tensor:
-        """``|A x - y| / |y|`` per image of the working batch, shape ``(n * B,)``."""
+        """``|A x - y| / |y|`` per image of the working batch, shape ``(n * B,)``; NaN where
+        ``y = 0`` (a relative residual is undefined there)."""
         r = self.forward(x) - self.y_rep
         dims = tuple(range(1, r.ndim))
         num = torch.linalg.vector_norm(r, dim=dims)
-        den = torch.linalg.vector_norm(self.y_rep, dim=dims).clamp_min(torch.finfo(self.dtype).tiny)
-        return num / den
+        den = torch.linalg.vector_norm(self.y_rep, dim=dims)
+        return torch.where(den > 0, num / den.clamp_min(torch.finfo(num.dtype).tiny),
+                           torch.full_like(num, float("nan")))
 
     def result(
         self, x: Tensor, info: dict[str, Any], generator: torch.Generator | None

@@ -251,3 +251,32 @@ def test_overwrite_names_outputs_left_from_an_earlier_run(run, hr_nifti, tiny_pr
     assert r.exit_code == 0, r.output
     assert f"note: {tmp_path / 'r_std.nii.gz'} is left from an earlier run" in r.stderr
     assert (tmp_path / "r_std.nii.gz").exists()  # named, never deleted
+
+
+def test_volume_with_an_empty_slice(run, tiny_prior, tmp_path):
+    """A zero slice (padding at a volume's edge) solves; in the prior's range its k-space is the
+    DC spike ``-A(1)``, not zero, and the manifest stays valid JSON."""
+    from tests.cli.conftest import AFFINE, blob_volume
+
+    vol = blob_volume()
+    vol[..., 0] = 0.0
+    hr = tmp_path / "hr.nii.gz"
+    nib.save(nib.Nifti1Image(vol, AFFINE), hr)
+    meas, rec = tmp_path / "m.npz", tmp_path / "rec.nii.gz"
+    assert run("simulate", hr, "--operator", "kcrop:8", "--out", meas).exit_code == 0
+    r = run("solve", meas, "--prior", tiny_prior, "--out", rec, *FAST)
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "rec.nii.gz.manifest.json").read_text())
+    assert manifest["residual"] < 1e-4
+    assert manifest["batches"][0]["sample_residual"] < 1e-4
+
+
+def test_batch_info_skips_undefined_residuals():
+    import torch
+
+    from invdiff.pipeline.solve import _batch_info
+
+    info = {"nfe": 2, "residual": torch.tensor([[float("nan"), 0.5], [0.25, float("nan")]])}
+    assert _batch_info(0, 2, info) == {"slices": [0, 2], "nfe": 2, "sample_residual": 0.375}
+    info = {"residual": torch.full((1, 2), float("nan"))}
+    assert _batch_info(0, 2, info)["sample_residual"] is None

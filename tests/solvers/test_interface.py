@@ -127,3 +127,11 @@ def test_nan_during_sampling_names_the_step(name, problem):
     )
     with pytest.raises(SamplingError, match=rf"{name}: non-finite .* at step 4/4 \(t=0.2500\)"):
         get_solver(name)(op, y, prior, steps=4, generator=torch.Generator().manual_seed(0))
+
+
+def test_relative_residual_is_nan_for_zero_measurement(problem):
+    op, y, prior = problem
+    res = get_solver("zero-fill")(op, torch.zeros_like(y), prior)
+    assert bool(torch.isnan(res.info["residual"]).all())
+    res = get_solver("zero-fill")(op, y, prior)
+    assert bool(torch.isfinite(res.info["residual"]).all())
