@@ -35,6 +35,9 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Global batch size.")] = 16,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 2e-4,
     warmup: Annotated[int, typer.Option(help="Warm-up steps.")] = 200,
+    cooldown: Annotated[int, typer.Option(
+        help="Decay the learning rate to 0 over the last N steps before --steps (1-sqrt "
+             "cooldown; may be added when resuming a constant-rate run).")] = 0,
     ema_decay: Annotated[float, typer.Option(help="EMA decay of the saved weights.")] = 0.999,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT's resume file.")] = False,
@@ -74,7 +77,7 @@ def train(
         try:
             written = cli_train(
                 data, out, preset=preset, val_data=tuple(val_data or ()), steps=steps,
-                minutes=minutes, batch_size=batch_size, lr=lr, warmup=warmup,
+                minutes=minutes, batch_size=batch_size, lr=lr, warmup=warmup, cooldown=cooldown,
                 ema_decay=ema_decay, seed=seed, resume=resume, device=device, bf16=bf16,
                 compile=compile, image_size=image_size, axes=axis_list, augment=augment,
                 reorient=reorient,

@@ -20,6 +20,7 @@ def cli_train(
     batch_size: int = 16,
     lr: float = 2e-4,
     warmup: int = 200,
+    cooldown: int = 0,
     ema_decay: float = 0.999,
     seed: int = 0,
     resume: bool = False,
@@ -48,6 +49,8 @@ def cli_train(
         minutes: also stop, with a checkpoint, after this many minutes of this invocation.
         batch_size: global batch per step (split over ``torchrun`` ranks).
         lr, warmup, ema_decay, seed: optimisation settings (see :class:`TrainConfig`).
+        cooldown: decay the learning rate to 0 over the last this many steps before ``steps``
+            (``cooldown_steps`` of :class:`TrainConfig`; may be set when resuming).
         resume: continue from the resume file next to ``output``.
         device: ``auto``, ``cpu``, ``cuda``...; bf16: bf16 autocast; compile: ``torch.compile``.
         image_size: side of the model's square images (default: the preset's, 128).
@@ -72,7 +75,8 @@ def cli_train(
                         image_size=model.image_size, axes=tuple(axes), reorient=reorient),
         augment=AugmentConfig(enabled=augment),
         output=str(output),
-        batch_size=batch_size, lr=lr, warmup_steps=warmup, ema_decay=ema_decay,
+        batch_size=batch_size, lr=lr, warmup_steps=warmup, cooldown_steps=cooldown,
+        ema_decay=ema_decay,
         max_steps=steps, max_minutes=minutes, val_every=val_every, ckpt_every=ckpt_every,
         log_every=log_every, seed=seed, device=device, bf16=bf16, compile=compile,
         resume=resume, progress=progress,

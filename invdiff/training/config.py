@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 #: Settings that may change between a run and its resumption (budgets, display, bookkeeping).
 RESUMABLE_CHANGES = frozenset(
     {"max_steps", "max_minutes", "resume", "progress", "log_every", "val_every", "ckpt_every",
-     "compile", "device", "output"}
+     "compile", "device", "output", "cooldown_steps"}
 )
 
 
@@ -105,7 +106,12 @@ class TrainConfig:
             :func:`resume_path` and the log to :func:`log_path`.
         batch_size: global batch per optimiser step (split evenly over DDP ranks).
         lr, weight_decay, betas: AdamW settings; the learning rate rises linearly from 0 over
-            ``warmup_steps`` and then stays constant.
+            ``warmup_steps``, stays constant, and decays over the last ``cooldown_steps``
+            steps before ``max_steps`` (:func:`lr_factor`).
+        cooldown_steps: length of the final decay (0: none). A warmup-stable-decay schedule
+            (Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed
+            Training Durations"): a constant-rate run can be resumed with a larger ``max_steps``
+            and a cooldown decided late, so both may change on resume.
         grad_clip: clip the global gradient norm to this (0 disables).
         ema_decay: decay of the exponential moving average of the weights (the exported prior).
         max_steps: stop at this global step; ``max_minutes``: also stop (and checkpoint) once
@@ -132,6 +138,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = 200
+    cooldown_steps: int = 0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     max_steps: int = 10_000
@@ -154,9 +161,13 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "weight_decay", "warmup_steps", "grad_clip", "val_every"):
+        for name in ("lr", "weight_decay", "warmup_steps", "cooldown_steps", "grad_clip",
+                     "val_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.cooldown_steps > self.max_steps:
+            raise ValueError(f"cooldown_steps {self.cooldown_steps} exceeds max_steps "
+                             f"{self.max_steps}: the decay must end at max_steps")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.max_minutes is not None and self.max_minutes <= 0:
@@ -169,6 +180,17 @@ class TrainConfig:
                 f"data.image_size {self.data.image_size} differs from the model's image_size "
                 f"{model_size}"
             )
+
+
+def lr_factor(step: int, warmup: int, cooldown: int, max_steps: int) -> float:
+    """Learning-rate multiplier of optimiser step ``step`` (0-based): linear warm-up over
+    ``warmup`` steps, then 1, then ``1 - sqrt((step - start) / cooldown)`` from
+    ``start = max_steps - cooldown`` (the "1-sqrt" cooldown of Hägele et al. 2024, Sec. 3)."""
+    factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    start = max_steps - cooldown
+    if cooldown and step >= start:
+        factor *= max(0.0, 1.0 - math.sqrt((step - start) / cooldown))
+    return factor
 
 
 def resume_path(output: str | Path) -> Path:

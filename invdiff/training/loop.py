@@ -38,6 +38,7 @@ from invdiff.training.config import (
     config_mismatch,
     config_to_dict,
     log_path,
+    lr_factor,
     resume_path,
 )
 from invdiff.training.data import BatchStream, ImageSets, load_image_sets
@@ -93,9 +94,9 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             _param_groups(self.model, config.weight_decay), lr=config.lr, betas=config.betas
         )
-        warm = config.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0
+            self.optimizer,
+            lambda s: lr_factor(s, config.warmup_steps, config.cooldown_steps, config.max_steps),
         )
         # augmentation: identical on all ranks (drawn for the global batch); loss noise and the
         # global generators (dropout): per rank
@@ -225,6 +226,10 @@ class Trainer:
         load_module_state(self.ema, state.ema, "EMA model")
         self.optimizer.load_state_dict(state.optimizer)
         self.scheduler.load_state_dict(state.scheduler)
+        # the next step's rate from this run's schedule (a cooldown may be set on resume)
+        factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            group["lr"] = base * factor
         self.stream.load_state_dict(state.meta["data"])
         self.step_count = int(state.meta["step"])
         self.images_seen = int(state.meta["images_seen"])

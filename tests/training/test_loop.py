@@ -93,6 +93,32 @@ def test_warmup_is_linear(tmp_path, tiny_model, images):
     assert lrs == pytest.approx([2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2, 1e-2])
 
 
+def test_cooldown_follows_one_minus_sqrt(tmp_path, tiny_model, images):
+    tr = _trainer(_config(tmp_path, warmup_steps=0, cooldown_steps=4), tiny_model, images)
+    lrs = []
+    for _ in range(8):
+        lrs.append(tr.optimizer.param_groups[0]["lr"])
+        tr.step()
+    expected = [1, 1, 1, 1, 1, 1 - 0.25**0.5, 1 - 0.5**0.5, 1 - 0.75**0.5]
+    assert lrs == pytest.approx([1e-2 * f for f in expected])
+    with pytest.raises(ValueError, match="cooldown_steps 9 exceeds max_steps 8"):
+        _config(tmp_path, cooldown_steps=9)
+
+
+def test_cooldown_decided_on_resume_matches_planned_run(tmp_path, tiny_model, images):
+    """Warmup-stable-decay: a constant-rate run resumed with a cooldown is bit-exact with a run
+    that planned the cooldown from the start."""
+    # the decay starts at step 3, so the first resumed step (4) already decays
+    planned = _trainer(_config(tmp_path / "a", cooldown_steps=5), tiny_model, images)
+    planned.run()
+    _trainer(_config(tmp_path / "b", max_steps=4), tiny_model, images).run()
+    late = _trainer(_config(tmp_path / "b", cooldown_steps=5, resume=True), tiny_model, images)
+    late.run()
+    a, b = _states(planned), _states(late)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert late.optimizer.param_groups[0]["lr"] == 0.0  # 1 - sqrt(5 / 5) after the last step
+
+
 def test_ema_follows_formula(tmp_path, tiny_model, images):
     tr = _trainer(_config(tmp_path, ema_decay=0.5), tiny_model, images)
     ema0 = {k: v.clone() for k, v in tr.ema.state_dict().items()}
