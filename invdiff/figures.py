@@ -98,7 +98,15 @@ def training_curve_figure(log: Sequence[Mapping[str, float]], path: str | Path,
     ax.set_ylabel("bits/dim")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend()
+    lines, labels = ax.get_legend_handles_labels()
+    lr = [(r["step"], r["lr"]) for r in log if "lr" in r]
+    if lr:  # warm-up and cooldown on a second axis
+        ax_lr = ax.twinx()
+        lines += ax_lr.plot(*zip(*lr, strict=True), color="0.5", lw=0.8, ls="--")
+        labels.append("learning rate (right)")
+        ax_lr.set_ylabel("learning rate")
+        ax_lr.set_ylim(0, 1.05 * max(v for _, v in lr))
+    ax.legend(lines, labels, fontsize=8, loc="center right")
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()

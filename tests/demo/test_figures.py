@@ -24,3 +24,7 @@ def test_training_curve_figure_plots_train_and_validation_rows(tmp_path):
     log = [{"step": s, "bpd": 8.0 / s} for s in range(1, 50)] + [{"step": 40, "val_bpd": 0.5}]
     path = training_curve_figure(log, tmp_path / "curve.png")
     assert Image.open(path).size[0] > 100
+    with_lr = [{**r, "lr": 1e-3 * min(1.0, r["step"] / 10)} for r in log]
+    wide = training_curve_figure(with_lr, tmp_path / "curve_lr.png")  # second axis: the rate
+    assert Image.open(wide).size == Image.open(path).size
+    assert not np.array_equal(np.asarray(Image.open(wide)), np.asarray(Image.open(path)))
