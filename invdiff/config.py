@@ -10,7 +10,7 @@ command-line flags); a later layer overrides an earlier one::
     solver = "kspace-mix"
     lambda = 1.0              # data-consistency weight in (0, 1]
     steps = 50
-    samples = 1               # posterior samples per slice; > 1 also writes a std map
+    samples = 4               # posterior samples per slice: output = mean, std map if > 1
     seed = 0
     device = "cpu"            # "cpu", "cuda" or "cuda:N"
     batch = 8                 # slices per solver call
@@ -71,7 +71,7 @@ class SolveConfig:
     solver: str = "kspace-mix"
     lam: float = 1.0
     steps: int = 50
-    samples: int = 1
+    samples: int = 4
     seed: int = 0
     device: str = "cpu"
     batch: int = 8
