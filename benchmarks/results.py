@@ -55,7 +55,7 @@ def main() -> None:
     image = validation_volume(tuple(args.slices))
     reference = to_slices(image.data.astype("float32"), 2)
     base = SolveConfig(prior=args.prior, steps=args.steps, seed=args.seed, device=args.device,
-                       batch=reference.shape[0])
+                       batch=reference.shape[0], samples=1)
     rows = []
     for n in args.factors:
         problem = simulated_problem(image, n, args.out, base, prior)
