@@ -181,6 +181,7 @@ def lambda_sweep(problem: SliceProblem, prior: Prior, base: SolveConfig, config:
                  n: int) -> dict[float, np.ndarray]:
     """One sample per lambda with the same seed; no final data-consistency step (as the seed)."""
     sweep = {}
+    base = dataclasses.replace(base, samples=1)
     for lam in config.sweep:
         if lam == 0.0:
             run = run_method(problem, prior, unguided, base, n, "unguided")

@@ -46,3 +46,21 @@ def test_demo_writes_figures_and_metrics_and_refuses_a_full_folder(tmp_path, pri
     assert zf["2x (64->128)"] > zf["4x (32->128)"] > 15  # more k-space, better zero-fill
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 2 and "not empty" in again.output
+
+
+def test_lambda_sweep_draws_one_sample_per_lambda(monkeypatch):
+    """The sweep figure shows one sample per lambda (seed Fig. 4), whatever the solve default."""
+    import invdiff.demo as demo
+    from invdiff.config import SolveConfig
+
+    seen = []
+
+    def fake_run(problem, prior, solver, config, n, name):
+        seen.append((name, config.samples))
+        return demo.MethodRun(name, n, np.zeros((1, 2, 2)), None, None, 0.0, 0)
+
+    monkeypatch.setattr(demo, "run_method", fake_run)
+    cfg = demo.DemoConfig(out="unused", sweep=(0.0, 0.5))
+    out = demo.lambda_sweep(None, None, SolveConfig(samples=4), cfg, 32)
+    assert set(out) == {0.0, 0.5}
+    assert seen == [("unguided", 1), ("lambda=0.5", 1)]
