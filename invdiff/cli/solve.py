@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 from pathlib import Path
@@ -195,7 +196,8 @@ def _run(request: SolveRequest, quiet: bool) -> None:
         f"wrote {request.out} (residual |Ax-y|/|y| = {record['residual']:.3g}, "
         f"{record['timings_s']['total']:.1f} s)"
     )
-    for path in stale_outputs(request.out, request.config):
+    ran = dataclasses.replace(request.config, samples=record["config"]["samples"])
+    for path in stale_outputs(request.out, ran):  # as run: a baseline draws one sample
         note(f"note: {path} is left from an earlier run; this run did not write it")
     metrics = record.get("metrics")
     if metrics:

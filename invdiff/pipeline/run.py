@@ -24,7 +24,7 @@ from invdiff.io.measurement import is_measurement_file, read_measurement
 from invdiff.manifest import ManifestError, environment, manifest_path, sha256_file, write_manifest
 from invdiff.metrics import auto_mask, evaluate
 from invdiff.pipeline.problem import load_problem
-from invdiff.pipeline.solve import SolveOutput, check_solver_options, solve_problem
+from invdiff.pipeline.solve import SolveOutput, check_solver_options, for_solver, solve_problem
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,8 @@ def run_solve(
     t0 = time.perf_counter()
     cfg = request.config
     image_kind(request.out)  # an unknown output format fails before any work
+    solver = get_solver(cfg.solver)
+    cfg = for_solver(solver, cfg)
     paths = output_paths(request.out, cfg)
     prior_file = _prior_file(cfg.prior)
     if prior_file is not None and Path(cfg.prior).is_file():  # record where it was, absolutely
@@ -99,7 +101,6 @@ def run_solve(
     _check_digests(digests, request.expected_sha256)
     check_device(cfg.device)
 
-    solver = get_solver(cfg.solver)
     check_solver_options(solver, cfg.solver, cfg.options)
     _check_input(request.input, cfg)  # bad input is reported before (and whatever) the prior
     t_prior = time.perf_counter()

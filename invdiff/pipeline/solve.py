@@ -11,6 +11,7 @@ reproducible for a given batch size (bit-identical on CPU).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,14 @@ class SolveOutput:
     samples: np.ndarray | None
     residual: float
     batches: list[dict[str, Any]] = field(default_factory=list)
+
+
+def for_solver(solver: Callable[..., Any], config: SolveConfig) -> SolveConfig:
+    """``config`` as ``solver`` runs it: one sample for a deterministic solver (one that takes no
+    ``n_samples``, e.g. the baselines), so no all-zero std map is written for it."""
+    if config.samples > 1 and "n_samples" not in inspect.signature(solver).parameters:
+        return dataclasses.replace(config, samples=1)
+    return config
 
 
 def check_solver_options(solver: Callable[..., Any], name: str, options: dict[str, Any]) -> None:

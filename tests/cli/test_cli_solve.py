@@ -281,3 +281,16 @@ def test_batch_info_skips_undefined_residuals():
     assert _batch_info(0, 2, info) == {"slices": [0, 2], "nfe": 2, "sample_residual": 0.375}
     info = {"residual": torch.full((1, 2), float("nan"))}
     assert _batch_info(0, 2, info)["sample_residual"] is None
+
+
+def test_deterministic_solver_writes_no_std_map(run, hr_nifti, tiny_prior, tmp_path):
+    """Under the default 4 samples a baseline runs once: no all-zero OUT_std, manifest says 1."""
+    meas, out = tmp_path / "m.npz", tmp_path / "zf.nii.gz"
+    assert run("simulate", hr_nifti, "--operator", "kcrop:8", "--out", meas).exit_code == 0
+    r = run("solve", meas, "--prior", tiny_prior, "--solver", "zero-fill", "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "zf_std.nii.gz").exists()
+    assert json.loads((tmp_path / "zf.nii.gz.manifest.json").read_text())["config"]["samples"] == 1
+    r = run("solve", meas, "--prior", tiny_prior, "--out", tmp_path / "km.nii.gz", *FAST)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "km_std.nii.gz").exists()  # a posterior sampler keeps the default 4
