@@ -149,7 +149,7 @@ def run_demo(
     image = validation_volume()
     reference = to_slices(image.data.astype(np.float32), 2)
     base = SolveConfig(prior=config.prior, steps=config.steps, seed=config.seed,
-                       device=config.device, batch=reference.shape[0], samples=1)
+                       device=config.device, batch=reference.shape[0])
     rows: list[dict[str, Any]] = []
     for n in config.factors:
         problem = simulated_problem(image, n, out, base, prior)

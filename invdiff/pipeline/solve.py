@@ -128,6 +128,7 @@ def solve_problem(
     Raises:
         SolveInterrupted: on Ctrl-C, with the number of slices finished.
     """
+    config = for_solver(solver, config)
     device = torch.device(config.device)
     op = problem.build_operator()
     complex_y = _is_kspace(op)
