@@ -24,7 +24,11 @@ def train(
         list[Path], typer.Argument(help=".npz stacks, NIfTI volumes or folders of PNG/NIfTI.")
     ],
     out: Annotated[Path, typer.Option(help="Prior checkpoint to write (e.g. vdm.ckpt).")],
-    preset: Annotated[str, typer.Option(help="Model size: default, large or tiny.")] = "default",
+    preset: Annotated[str | None, typer.Option(
+        help="Model size: default, large or tiny (default: default, or --init's).")] = None,
+    init: Annotated[str | None, typer.Option(
+        help="Start from this prior file's weights ('default': the shipped prior), "
+             "e.g. to fine-tune it on your images.")] = None,
     val_data: Annotated[
         list[Path] | None, typer.Option(help="Held-out inputs (repeatable).")
     ] = None,
@@ -50,7 +54,11 @@ def train(
     axes: Annotated[
         str, typer.Option(help="Volume axes to slice, comma-separated, e.g. 0,1,2.")
     ] = "2",
-    augment: Annotated[bool, typer.Option(help="Flips, small rotations/scalings, gamma.")] = True,
+    augment: Annotated[bool, typer.Option(
+        help="Augment training images (--no-augment: off).")] = True,
+    augment_preset: Annotated[str, typer.Option(
+        help="light (flips, small rotations/scalings, gamma), strong (+ stretch, elastic, "
+             "bias field) or legacy (light, bilinear resampling as invdiff 0.1).")] = "light",
     reorient: Annotated[bool, typer.Option(
         help="Show NIfTI slices in display orientation, as invdiff solve presents them "
              "(--no-reorient: file voxel order).")] = True,
@@ -67,7 +75,8 @@ def train(
     from invdiff.training import cli_train
 
     with user_errors(debug):
-        check_checkpoint_path(out, [*data, *(val_data or ())])
+        init_file = [Path(init)] if init not in (None, "default") else []
+        check_checkpoint_path(out, [*data, *(val_data or ()), *init_file])
         if device != "auto":
             validate_device(device)
         try:
@@ -80,6 +89,7 @@ def train(
                 minutes=minutes, batch_size=batch_size, lr=lr, warmup=warmup, cooldown=cooldown,
                 ema_decay=ema_decay, seed=seed, resume=resume, device=device, bf16=bf16,
                 compile=compile, image_size=image_size, axes=axis_list, augment=augment,
+                augment_preset=augment_preset, init=init,
                 reorient=reorient,
                 val_every=val_every, ckpt_every=ckpt_every, log_every=log_every,
                 progress=not quiet,

@@ -13,7 +13,7 @@ def cli_train(
     data: Sequence[str | Path],
     output: str | Path = "vdm.ckpt",
     *,
-    preset: str = "default",
+    preset: str | None = None,
     val_data: Sequence[str | Path] = (),
     steps: int = 10_000,
     minutes: float | None = None,
@@ -31,6 +31,8 @@ def cli_train(
     axes: Sequence[int] | str = (2,),
     reorient: bool = True,
     augment: bool = True,
+    augment_preset: str = "light",
+    init: str | Path | None = None,
     val_every: int = 500,
     ckpt_every: int = 250,
     log_every: int = 10,
@@ -42,7 +44,8 @@ def cli_train(
         data: ``.npz`` stacks, NIfTI volumes or PNG folders (see :class:`DataConfig`).
         output: prior file to write; ``<stem>.resume.safetensors`` and ``<stem>.log.jsonl``
             go next to it.
-        preset: model size, a :meth:`VDMConfig.preset` name (``default``, ``large``, ``tiny``).
+        preset: model size, a :meth:`VDMConfig.preset` name (``default``, ``large``, ``tiny``;
+            default ``default``, or the ``init`` file's model).
         val_data: held-out inputs (default: the ``val`` array of npz inputs, or a fraction
             of the volumes/folders).
         steps: stop at this total step count (counted across resumed runs).
@@ -57,28 +60,46 @@ def cli_train(
         axes: volume axes to slice: a sequence, or a string ``"all"`` / ``"0,2"``.
         reorient: NIfTI slices in display orientation (as ``invdiff solve`` presents them);
             ``False`` keeps the file's voxel order.
-        augment: flips, small rotations/scalings and intensity gamma (default settings).
+        augment: augment the training images (``False``: none).
+        augment_preset: :meth:`AugmentConfig.preset` name: ``light`` (flips, small
+            rotations/scalings, gamma), ``strong`` (adds stretch, elastic deformation, bias
+            field) or ``legacy`` (``light`` with bilinear resampling, to resume old runs).
+        init: start from this prior file's weights (``"default"``: the shipped default prior),
+            e.g. to fine-tune it on your own images; its model configuration is used.
         val_every, ckpt_every, log_every: intervals in steps.
         progress: show the progress display.
     """
+    from invdiff.priors.checkpoint import read_checkpoint_info
     from invdiff.priors.config import VDMConfig
+    from invdiff.priors.default import DEFAULT_WEIGHTS
 
     if isinstance(axes, str):
         axes = (0, 1, 2) if axes.strip() == "all" else tuple(
             int(a) for a in axes.split(",") if a.strip())
     overrides = {} if image_size is None else {"image_size": image_size}
-    model = VDMConfig.preset(preset, **overrides)
+    if init is not None:
+        init = DEFAULT_WEIGHTS if str(init) == "default" else Path(init)
+        if not Path(init).is_file():
+            raise FileNotFoundError(f"--init: no such prior file: {init}")
+        model = read_checkpoint_info(init)["config"]
+        if preset is not None or image_size is not None:
+            asked = VDMConfig.preset(preset or "default", **overrides)
+            if asked != model:
+                raise ValueError(f"--init {init} holds a different model than --preset "
+                                 f"{preset or 'default'} / --image-size asks for; leave them out")
+    else:
+        model = VDMConfig.preset(preset or "default", **overrides)
     config = TrainConfig(
         model=model,
         data=DataConfig(paths=tuple(str(p) for p in data),
                         val_paths=tuple(str(p) for p in val_data),
                         image_size=model.image_size, axes=tuple(axes), reorient=reorient),
-        augment=AugmentConfig(enabled=augment),
+        augment=AugmentConfig.preset(augment_preset if augment else "none"),
         output=str(output),
         batch_size=batch_size, lr=lr, warmup_steps=warmup, cooldown_steps=cooldown,
         ema_decay=ema_decay,
         max_steps=steps, max_minutes=minutes, val_every=val_every, ckpt_every=ckpt_every,
         log_every=log_every, seed=seed, device=device, bf16=bf16, compile=compile,
-        resume=resume, progress=progress,
+        resume=resume, progress=progress, init=None if init is None else str(init),
     )
     return train(config)

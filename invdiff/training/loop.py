@@ -139,7 +139,7 @@ class Trainer:
             params = sample_augment(len(gidx), aug, self.gen_augment)
             local = len(lidx)
             r = self.info.rank
-            x = apply_augment(x, params[r * local : (r + 1) * local])
+            x = apply_augment(x, params[r * local : (r + 1) * local], aug.interpolation)
         return x
 
     def step(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -370,7 +370,24 @@ def train(config: TrainConfig) -> Path:
 
     torch.manual_seed(config.seed)  # the U-Net uses torch's default initialisers
     model = VDM(config.model, generator=torch.Generator().manual_seed(config.seed))
+    if config.init is not None and not config.resume:
+        init_weights(model, config.init)
     return Trainer(config, model, _save_prior_export(save_prior)).run()
+
+
+def init_weights(model: nn.Module, path: str | Path) -> None:
+    """Load the weights of the prior file ``path`` into ``model`` (fine-tuning start).
+
+    Raises:
+        ValueError: the file's model configuration differs from ``model.config``.
+    """
+    from invdiff.priors.checkpoint import load_prior
+
+    source = load_prior(path)
+    if source.config != model.config:
+        raise ValueError(f"--init {path}: its model configuration differs from the one asked "
+                         "for (leave --preset and --image-size out to take the file's)")
+    model.load_state_dict(source.model.state_dict())
 
 
 def _save_prior_export(save_prior: Any) -> ExportFn:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -360,3 +362,24 @@ def test_seed_out_of_range_is_named(run, hr_nifti, tmp_path):
     _assert_one_line_error(r, "seed must be in [-2^63, 2^64), got 18446744073709551616")
     r = run("solve", hr_nifti, "--seed", str(-(2**63) - 1), "--out", tmp_path / "o.nii")
     _assert_one_line_error(r, "seed must be in")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--init", "missing.ckpt"], "--init: no such prior file"),
+    (["--init", "default", "--preset", "tiny"], "holds a different model than --preset tiny"),
+    (["--augment-preset", "heavy"], "unknown augmentation preset 'heavy'"),
+])
+def test_train_bad_init_or_augmentation_is_one_line(run, tmp_path, extra, message):
+    data = _nifti(tmp_path / "vol.nii.gz", _ok_volume())
+    r = run("train", data, "--out", tmp_path / "v.ckpt", "--quiet", *extra)
+    _assert_one_line_error(r, message)
+    assert sorted(tmp_path.iterdir()) == [data]
+
+
+def test_train_refuses_to_write_over_its_init_file(run, tmp_path, tiny_prior):
+    data = _nifti(tmp_path / "vol.nii.gz", _ok_volume())
+    tiny_prior = Path(tiny_prior)
+    before = tiny_prior.read_bytes()
+    r = run("train", data, "--out", tiny_prior, "--init", tiny_prior, "--steps", "1", "--quiet")
+    _assert_one_line_error(r, f"--out {tiny_prior}")
+    assert tiny_prior.read_bytes() == before

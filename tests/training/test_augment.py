@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import pytest
 import torch
 
 from invdiff.training import AugmentConfig, apply_augment, sample_augment
-from invdiff.training.augment import AugmentParams
+from invdiff.training.augment import AugmentParams, fourier_resize
 
 
 def _params(n: int, **kw) -> AugmentParams:
@@ -46,7 +48,10 @@ def test_zoom_enlarges_a_centred_disk_and_pads_with_background():
     bigger = apply_augment(disk, _params(1, log_scale=math.log(1.2)))
     smaller = apply_augment(disk, _params(1, log_scale=math.log(0.8)))
     assert (bigger > 0).sum() > area > (smaller > 0).sum()
-    assert smaller[..., 0, :].eq(-1).all()  # border pulled in from outside is background
+    # border pulled in from outside is background (up to the band-limited resampling's ringing)
+    assert smaller[..., 0, :].le(-0.99).all()
+    legacy = apply_augment(disk, _params(1, log_scale=math.log(0.8)), "bilinear")
+    assert legacy[..., 0, :].eq(-1).all()
 
 
 def test_gamma_keeps_range_and_order():
@@ -62,7 +67,9 @@ def test_sampling_is_seeded_and_bounded():
     cfg = AugmentConfig(flip_lr=0.5, max_rotation_deg=5, max_scale=0.1, max_log_gamma=0.2)
     a = sample_augment(64, cfg, torch.Generator().manual_seed(3))
     b = sample_augment(64, cfg, torch.Generator().manual_seed(3))
-    assert all(torch.equal(u, v) for u, v in zip(vars(a).values(), vars(b).values(), strict=True))
+    assert all(torch.equal(u, v) for u, v in zip(vars(a).values(), vars(b).values(), strict=True)
+               if u is not None)
+    assert a.log_aspect is None and a.displacement is None and a.log_bias is None
     assert a.angle.abs().max() <= math.radians(5) and a.log_scale.abs().max() <= math.log(1.1)
     assert a.log_gamma.abs().max() <= 0.2 and 0 < a.flip_lr.sum() < 64 and not a.flip_ud.any()
 
@@ -80,3 +87,113 @@ def test_part_of_a_batch_is_augmented_as_in_the_whole():
     x = _images(n=4)
     p = sample_augment(4, AugmentConfig(max_rotation_deg=20), torch.Generator().manual_seed(5))
     torch.testing.assert_close(apply_augment(x, p)[2:], apply_augment(x[2:], p[2:]))
+
+
+# -- band-limited resampling (bicubic-2x) and the smooth-field augmentations ---------------------
+
+def _band_limited(n: int = 4, size: int = 64, radius: float = 0.35) -> torch.Tensor:
+    """Random images whose spectrum is a disk of ``radius`` cycles/pixel (so small rotations
+    keep it inside the band), scaled into [-1, 1]."""
+    f = torch.fft.fftfreq(size)
+    disk = (f[:, None] ** 2 + f[None, :] ** 2).sqrt() < radius
+    z = torch.randn(n, 1, size, size, generator=torch.Generator().manual_seed(2))
+    x = torch.fft.ifft2(torch.fft.fft2(z) * disk).real
+    x = 0.9 * x / x.abs().amax(dim=(-2, -1), keepdim=True)
+    c = torch.arange(size) - (size - 1) / 2  # a smooth window: background (-1) at the border
+    window = torch.exp(-(c[:, None] ** 2 + c[None, :] ** 2) / (2 * (size / 6) ** 2))
+    return (x + 1) * window - 1
+
+
+def _ring_power(x: torch.Tensor, lo: float, hi: float) -> float:
+    f = torch.fft.fftfreq(x.shape[-1])
+    r = (f[:, None] ** 2 + f[None, :] ** 2).sqrt()
+    return float((torch.fft.fft2(x).abs() ** 2)[..., (r >= lo) & (r < hi)].sum())
+
+
+def test_fourier_resize_round_trip_mean_and_quarter_turns():
+    x = _images(n=2, h=12, w=10)
+    for size in [(24, 20), (25, 21), (13, 11), (12, 10)]:
+        y = fourier_resize(x, size)
+        torch.testing.assert_close(fourier_resize(y, (12, 10)), x, atol=1e-5, rtol=0)
+        torch.testing.assert_close(y.mean(), x.mean(), atol=1e-5, rtol=0)
+    y = fourier_resize(x, (24, 20))
+    turned = fourier_resize(torch.rot90(y, 1, (-2, -1)), (10, 12))
+    torch.testing.assert_close(turned, torch.rot90(x, 1, (-2, -1)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(fourier_resize(y.flip(-1), (12, 10)), x.flip(-1), atol=1e-5, rtol=0)
+
+
+def test_fourier_resize_samples_a_cosine_at_the_new_pixel_centres():
+    n, m, k = 16, 40, 3  # pixel i of n has its centre at (i + 0.5) / n of the field of view
+    centres = lambda s: (torch.arange(s, dtype=torch.float64) + 0.5) / s  # noqa: E731
+    x = torch.cos(2 * math.pi * k * centres(n) + 0.4).expand(n, n).clone()
+    y = fourier_resize(x.float(), (n, m))
+    expected = torch.cos(2 * math.pi * k * centres(m) + 0.4).expand(n, m).float()
+    torch.testing.assert_close(y, expected, atol=1e-5, rtol=0)
+
+
+def test_bicubic_2x_keeps_the_high_frequencies_bilinear_loses_them():
+    """Regression: bilinear resampling of every rotated slice halved the power of the top
+    octave, and the prior trained on it drew images that were too smooth."""
+    x = _band_limited()
+    p = _params(4, angle=math.radians(7))
+    before = _ring_power(x, 0.25, 0.35)
+    kept = _ring_power(apply_augment(x, p, "bicubic-2x"), 0.25, 0.35) / before
+    lost = _ring_power(apply_augment(x, p, "bilinear"), 0.25, 0.35) / before
+    assert 0.9 < kept < 1.1 and lost < 0.7
+
+
+def _smooth(n: int, g: int = 3, aspect: float = 0.0, dx: float = 0.0, dy: float = 0.0,
+            bias: float = 0.0, **kw) -> AugmentParams:
+    disp = torch.zeros(n, 2, g, g, dtype=torch.float64)
+    disp[:, 0], disp[:, 1] = dx, dy
+    return dataclasses.replace(
+        _params(n, **kw), log_aspect=torch.full((n,), aspect, dtype=torch.float64),
+        displacement=disp, log_bias=torch.full((n, 1, g, g), bias, dtype=torch.float64))
+
+
+def test_zero_smooth_fields_are_identity():
+    x = _band_limited(n=2, size=32)
+    torch.testing.assert_close(apply_augment(x, _smooth(2)), x, atol=1e-5, rtol=0)
+
+
+def test_uniform_displacement_is_a_shift():
+    """A displacement of +1 pixel in x samples the input one pixel to the right."""
+    x = _band_limited(n=2, size=32)
+    y = apply_augment(x, _smooth(2, dx=1.0))
+    torch.testing.assert_close(y[..., 4:-4, 4:-5], x[..., 4:-4, 5:-4], atol=2e-3, rtol=0)
+    y = apply_augment(x, _smooth(2, dy=-2.0))
+    torch.testing.assert_close(y[..., 6:-4, 4:-4], x[..., 4:-6, 4:-4], atol=2e-3, rtol=0)
+
+
+def test_stretch_makes_a_disk_taller_and_bias_keeps_background():
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    disk = torch.where((yy - 15.5) ** 2 + (xx - 15.5) ** 2 < 8**2, 0.5, -1.0)[None, None]
+    y = apply_augment(disk, _smooth(1, aspect=math.log(1.2)))
+    tall, wide = int((y[0, 0, :, 16] > -0.25).sum()), int((y[0, 0, 16, :] > -0.25).sum())
+    assert tall > 16 > wide
+    bias_only = dataclasses.replace(
+        _params(1), log_bias=torch.full((1, 1, 3, 3), math.log(1.2), dtype=torch.float64))
+    b = apply_augment(disk, bias_only)  # (0.5 + 1) / 2 * 1.2 = 0.9 -> 0.8
+    assert b[disk < 0].eq(-1).all()
+    torch.testing.assert_close(b[disk > 0], torch.full_like(b[disk > 0], 0.8), atol=1e-6, rtol=0)
+
+
+def test_strong_preset_draws_bounded_smooth_fields_and_light_draws_as_before():
+    cfg = AugmentConfig.preset("strong")
+    a = sample_augment(16, cfg, torch.Generator().manual_seed(0))
+    b = sample_augment(16, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(a.displacement, b.displacement) and torch.equal(a.log_bias, b.log_bias)
+    g = cfg.elastic_grid
+    assert a.displacement.shape == (16, 2, g, g) and a.log_bias.shape == (16, 1, g, g)
+    assert a.displacement.abs().max() <= cfg.elastic_px
+    assert a.log_bias.abs().max() <= math.log1p(cfg.max_bias)
+    assert a.log_aspect.abs().max() <= math.log1p(cfg.max_aspect)
+    # light (and legacy) draw exactly the five uniforms per image they always drew
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    sample_augment(8, AugmentConfig.preset("light"), g1)
+    torch.rand(5, 8, generator=g2, dtype=torch.float64)
+    assert torch.equal(g1.get_state(), g2.get_state())
+    with pytest.raises(ValueError, match="unknown augmentation preset"):
+        AugmentConfig.preset("heavy")
+    with pytest.raises(ValueError, match="interpolation"):
+        AugmentConfig(interpolation="nearest")

@@ -191,6 +191,21 @@ def test_config_mismatch_names_nested_settings_and_tolerates_new_defaults(tmp_pa
     assert config_mismatch(older, dataclasses.replace(cfg, grad_clip=0.5)) == ["grad_clip"]
 
 
+def test_runs_saved_before_bicubic_resampling_resume_only_with_bilinear(tmp_path):
+    """A resume file without ``augment.interpolation`` was augmented bilinearly: resuming it
+    with today's default would silently change its data, so it must ask for ``legacy``."""
+    from invdiff.training import AugmentConfig
+    from invdiff.training.config import config_mismatch, config_to_dict
+
+    cfg = _config(tmp_path)
+    old = config_to_dict(cfg)
+    old["augment"] = {k: v for k, v in old["augment"].items() if k != "interpolation"}
+    assert config_mismatch(old, cfg) == ["augment.interpolation"]
+    legacy = dataclasses.replace(cfg.augment, interpolation="bilinear")
+    assert AugmentConfig.preset("legacy").interpolation == "bilinear"
+    assert config_mismatch(old, dataclasses.replace(cfg, augment=legacy)) == []
+
+
 def test_interrupt_stops_after_the_step_with_a_checkpoint(tmp_path, tiny_model, images):
     """SIGINT (Ctrl-C) or SIGTERM: finish the step, write prior and resume file, resume from it."""
     cfg = _config(tmp_path, max_steps=8)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -56,6 +57,28 @@ def test_cli_train_writes_a_loadable_prior(tmp_path):
     weights = load_file(str(out))
     assert all(torch.equal(weights[k], ema[f"ema.{k}"]) for k in weights)
     assert dataclasses.is_dataclass(info["config"])
+
+
+def test_init_starts_from_a_prior_files_weights(tmp_path):
+    """--init: the run starts from the file's weights and takes its model configuration
+    (with lr = 0 the exported EMA is the file's weights); a clashing preset or a missing file
+    is an error."""
+    data = _data(tmp_path)
+    first = cli_train([data], tmp_path / "a.ckpt", preset="tiny", steps=2, batch_size=8,
+                      val_every=0, device="cpu", progress=False)
+    tuned = cli_train([data], tmp_path / "b.ckpt", init=first, steps=2, batch_size=8, lr=0.0,
+                      val_every=0, device="cpu", progress=False, augment_preset="strong")
+    a, b = load_file(str(first)), load_file(str(tuned))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    meta = read_checkpoint_info(tuned)["metadata"]["train_config"]
+    assert meta["init"] == str(first) and meta["augment"]["elastic_px"] > 0
+    fresh = cli_train([data], tmp_path / "c.ckpt", preset="tiny", steps=2, batch_size=8, lr=0.0,
+                      val_every=0, device="cpu", progress=False)
+    assert not all(torch.equal(a[k], v) for k, v in load_file(str(fresh)).items())
+    with pytest.raises(ValueError, match="different model"):
+        cli_train([data], tmp_path / "d.ckpt", init=first, preset="default", steps=1)
+    with pytest.raises(FileNotFoundError, match="no such prior file"):
+        cli_train([data], tmp_path / "d.ckpt", init=tmp_path / "missing.ckpt", steps=1)
 
 
 def test_cli_train_parses_axes_strings(tmp_path, monkeypatch):
