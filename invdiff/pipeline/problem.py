@@ -23,7 +23,14 @@ import torch
 
 from invdiff.config import SolveConfig
 from invdiff.intensity import robust_scale
-from invdiff.io import is_measurement_file, read_image, read_measurement, resampled_affine
+from invdiff.io import (
+    Image,
+    Measurement,
+    is_measurement_file,
+    read_image,
+    read_measurement,
+    resampled_affine,
+)
 from invdiff.io.geometry import check_axis, to_slices
 from invdiff.io.measurement import lowres_to_kspace
 from invdiff.operators import from_spec
@@ -77,14 +84,28 @@ class SliceProblem:
         return from_spec(self.operator, self.image_shape)
 
 
-def load_problem(
-    path: str | os.PathLike, config: SolveConfig, prior_hw: tuple[int, int]
-) -> SliceProblem:
-    """Read ``path`` and check it against the operator and the prior's image size ``prior_hw``."""
+def read_input(path: str | os.PathLike, config: SolveConfig) -> Image | Measurement:
+    """Read and validate the input file alone: a measurement file or an image (``--frame``)."""
     if is_measurement_file(path):
-        problem = _from_measurement(Path(path), config)
+        if config.frame is not None:
+            raise ProblemError(f"{path}: --frame selects a volume of 4D image input; a "
+                               "measurement file holds one image or volume (leave --frame out)")
+        return read_measurement(path)
+    return read_image(path, frame=config.frame)
+
+
+def load_problem(
+    path: str | os.PathLike, config: SolveConfig, prior_hw: tuple[int, int],
+    loaded: Image | Measurement | None = None,
+) -> SliceProblem:
+    """Read ``path`` (or take its already ``loaded`` content, from :func:`read_input`) and check
+    it against the operator and the prior's image size ``prior_hw``."""
+    if loaded is None:
+        loaded = read_input(path, config)
+    if isinstance(loaded, Measurement):
+        problem = _from_measurement(Path(path), config, loaded)
     else:
-        problem = _from_image(Path(path), config, prior_hw)
+        problem = _from_image(config, prior_hw, loaded)
     expected = problem.orientation.stored_shape(prior_hw)
     if problem.image_shape != expected:
         raise ProblemError(
@@ -95,11 +116,7 @@ def load_problem(
     return problem
 
 
-def _from_measurement(path: Path, config: SolveConfig) -> SliceProblem:
-    if config.frame is not None:
-        raise ProblemError(f"{path}: --frame selects a volume of 4D image input; a measurement "
-                           "file holds one image or volume (leave --frame out)")
-    m = read_measurement(path)
+def _from_measurement(path: Path, config: SolveConfig, m: Measurement) -> SliceProblem:
     op = from_spec(m.operator, m.image_shape)
     if config.operator is not None and config.operator != m.operator and (
         repr(from_spec(config.operator, m.image_shape)) != repr(op)  # kcrop:32 == kcrop:32x32
@@ -137,8 +154,7 @@ def _from_measurement(path: Path, config: SolveConfig) -> SliceProblem:
     )
 
 
-def _from_image(path: Path, config: SolveConfig, prior_hw: tuple[int, int]) -> SliceProblem:
-    image = read_image(path, frame=config.frame)
+def _from_image(config: SolveConfig, prior_hw: tuple[int, int], image: Image) -> SliceProblem:
     ndim = image.data.ndim
     axis = check_axis(3, config.axis) if ndim == 3 else None
     orientation = display_orientation(image.affine, axis) if config.reorient \

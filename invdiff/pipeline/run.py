@@ -20,10 +20,9 @@ import torch
 
 from invdiff.config import SolveConfig
 from invdiff.io import atomic_outputs, check_outputs, image_kind, read_image, write_image
-from invdiff.io.measurement import is_measurement_file, read_measurement
 from invdiff.manifest import ManifestError, environment, manifest_path, sha256_file, write_manifest
 from invdiff.metrics import auto_mask, evaluate
-from invdiff.pipeline.problem import load_problem
+from invdiff.pipeline.problem import load_problem, read_input
 from invdiff.pipeline.solve import SolveOutput, check_solver_options, for_solver, solve_problem
 
 
@@ -102,14 +101,14 @@ def run_solve(
     check_device(cfg.device)
 
     check_solver_options(solver, cfg.solver, cfg.options)
-    _check_input(request.input, cfg)  # bad input is reported before (and whatever) the prior
+    loaded = read_input(request.input, cfg)  # bad input is reported before (whatever) the prior
     t_prior = time.perf_counter()
     prior = resolve_prior(cfg.prior, cfg.device)
     c, ph, pw = prior.image_shape
     if c != 1:
         raise ValueError(f"prior {cfg.prior} models {c}-channel images; magnitude MRI needs 1")
     t_load = time.perf_counter()
-    problem = load_problem(request.input, cfg, (ph, pw))
+    problem = load_problem(request.input, cfg, (ph, pw), loaded)
     if problem.ndim == 3 and image_kind(request.out) == "png":
         raise ValueError(f"output {request.out}: PNG holds 2D images; use .nii.gz or .npy")
     reference = _reference(request.reference, problem.output_shape, cfg.frame)  # before solving
@@ -191,15 +190,6 @@ def check_device(device: str) -> None:
         if index >= torch.cuda.device_count():
             raise ValueError(f"device {device} requested but this machine has "
                              f"{torch.cuda.device_count()} CUDA device(s)")
-
-
-def _check_input(path: Path, cfg: SolveConfig) -> None:
-    """Read and validate the input file alone (:func:`load_problem` repeats it with the prior)."""
-    if is_measurement_file(path):
-        if cfg.frame is None:
-            read_measurement(path)
-    else:
-        read_image(path, frame=cfg.frame)
 
 
 def _check_digests(found: dict[str, str | None], expected: dict[str, str | None]) -> None:

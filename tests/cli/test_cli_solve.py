@@ -294,3 +294,30 @@ def test_deterministic_solver_writes_no_std_map(run, hr_nifti, tiny_prior, tmp_p
     r = run("solve", meas, "--prior", tiny_prior, "--out", tmp_path / "km.nii.gz", *FAST)
     assert r.exit_code == 0, r.output
     assert (tmp_path / "km_std.nii.gz").exists()  # a posterior sampler keeps the default 4
+
+
+@pytest.mark.parametrize("kind", ["image", "measurement"])
+def test_solve_reads_its_input_once(run, hr_nifti, tiny_prior, tmp_path, monkeypatch, kind):
+    """The input is validated before the prior loads and that same read is solved (no second
+    read of a possibly big volume)."""
+    import invdiff.pipeline.problem as problem
+    import invdiff.pipeline.run as run_module
+
+    if kind == "measurement":
+        src = tmp_path / "m.npz"
+        assert run("simulate", hr_nifti, "--operator", "kcrop:8", "--out", src).exit_code == 0
+        name = "read_measurement"
+    else:
+        src = tmp_path / "lr.nii.gz"
+        assert run("simulate", hr_nifti, "--operator", "kcrop:8", "--out", tmp_path / "m.npz",
+                   "--lowres-out", src).exit_code == 0
+        name = "read_image"
+    calls = []
+    real = getattr(problem, name)
+    for module in (problem, run_module):  # wherever the pipeline may call it from
+        monkeypatch.setattr(module, name, lambda *a, **k: calls.append(a) or real(*a, **k),
+                            raising=False)
+    r = run("solve", src, "--prior", tiny_prior, "--samples", "1", "--out",
+            tmp_path / "rec.nii.gz", *FAST)
+    assert r.exit_code == 0, r.output
+    assert len(calls) == 1
