@@ -23,6 +23,11 @@ from torch import Tensor
 
 from invdiff.training.config import AugmentConfig
 
+#: A pixel is tissue when above background by this much (prior range, 1e-3 = 0.05 % of the scale).
+TISSUE_LEVEL = 1e-3
+#: Ringing of the band-limited resampling is kept within this many pixels of tissue only.
+BACKGROUND_MARGIN = 2
+
 
 @dataclass(frozen=True)
 class AugmentParams:
@@ -168,7 +173,8 @@ def _warp(x: Tensor, params: AugmentParams, interpolation: str = "bicubic-2x") -
     H != W); the elastic displacement (pixels) is added to the sampling grid. With
     ``bicubic-2x`` the image is sampled on a twice finer grid after band-limited upsampling and
     brought back by band-limited downsampling, then clipped to [-1, 1] (the ringing of the
-    up/down-sampling at the skull edge would otherwise leave the range).
+    up/down-sampling at the skull edge would otherwise leave the range), and pixels farther
+    than ``BACKGROUND_MARGIN`` from the warped tissue are set back to the background -1.
     """
     b, _, h, w = x.shape
     cos, sin = torch.cos(params.angle), torch.sin(params.angle)
@@ -182,16 +188,31 @@ def _warp(x: Tensor, params: AugmentParams, interpolation: str = "bicubic-2x") -
         theta[:, 0, :] *= torch.exp(params.log_aspect).view(-1, 1)
         theta[:, 1, :] *= torch.exp(-params.log_aspect).view(-1, 1)
     theta = theta.to(device=x.device, dtype=x.dtype)
-    fine = 2 if interpolation == "bicubic-2x" else 1
-    shape = (b, x.shape[1], fine * h, fine * w)
+    if interpolation == "bilinear":
+        return F.grid_sample(x + 1.0, _grid(theta, params, x.shape, (h, w)), mode="bilinear",
+                             padding_mode="zeros", align_corners=False) - 1.0
+    fine = (b, x.shape[1], 2 * h, 2 * w)
+    z = fourier_resize(x + 1.0, fine[-2:])
+    z = F.grid_sample(z, _grid(theta, params, fine, (h, w)), mode="bicubic",
+                      padding_mode="zeros", align_corners=False)
+    out = (fourier_resize(z, (h, w)) - 1.0).clamp(-1.0, 1.0)
+    # background: -1 wherever the warped image has no tissue within BACKGROUND_MARGIN pixels
+    # (the band-limited resampling rings faintly across the background and wraps around)
+    tissue = (x > -1.0 + TISSUE_LEVEL).to(x.dtype)
+    tissue = F.grid_sample(tissue, _grid(theta, params, x.shape, (h, w)), mode="bilinear",
+                           padding_mode="zeros", align_corners=False) > 0
+    k = 2 * BACKGROUND_MARGIN + 1
+    near = F.max_pool2d(tissue.to(x.dtype), k, stride=1, padding=BACKGROUND_MARGIN) > 0
+    return torch.where(near, out, torch.full_like(out, -1.0))
+
+
+def _grid(theta: Tensor, params: AugmentParams, shape: tuple[int, ...] | torch.Size,
+          hw: tuple[int, int]) -> Tensor:
+    """Sampling grid of ``shape`` (any resolution of the same field of view) for the affine
+    ``theta`` plus the elastic displacement, given in pixels of the ``hw`` image."""
     grid = F.affine_grid(theta, list(shape), align_corners=False)
     if params.displacement is not None:
-        d = _upsample(params.displacement, shape[-2:])  # (B, 2, H', W') in pixels, x then y
-        to_norm = torch.tensor([2.0 / w, 2.0 / h], dtype=torch.float64).view(1, 2, 1, 1)
-        grid = grid + (d * to_norm).permute(0, 2, 3, 1).to(device=x.device, dtype=x.dtype)
-    if fine == 1:
-        return F.grid_sample(x + 1.0, grid, mode="bilinear", padding_mode="zeros",
-                             align_corners=False) - 1.0
-    z = fourier_resize(x + 1.0, shape[-2:])
-    z = F.grid_sample(z, grid, mode="bicubic", padding_mode="zeros", align_corners=False)
-    return (fourier_resize(z, (h, w)) - 1.0).clamp(-1.0, 1.0)
+        d = _upsample(params.displacement, tuple(shape[-2:]))  # (B, 2, H', W'), x then y
+        to_norm = torch.tensor([2.0 / hw[1], 2.0 / hw[0]], dtype=torch.float64).view(1, 2, 1, 1)
+        grid = grid + (d * to_norm).permute(0, 2, 3, 1).to(device=theta.device, dtype=theta.dtype)
+    return grid
