@@ -180,6 +180,9 @@ class TrainConfig:
         progress: show the rich progress display (rank 0 only).
         init: a prior file whose weights start the run (fine-tuning; the optimiser, step count
             and data order start afresh); its model configuration must equal ``model``.
+        init_sha256: SHA-256 of the ``init`` file. Filled in by :func:`train` when left out and
+            checked when given, so a run's metadata names the exact weights it started from
+            even after the file at that path (e.g. the shipped default prior) is replaced.
     """
 
     model: Any
@@ -208,6 +211,7 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
     init: str | None = None
+    init_sha256: str | None = None
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "max_steps", "val_size", "val_batch_size", "ckpt_every",

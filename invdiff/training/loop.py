@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import signal
 import threading
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from invdiff.manifest import sha256_file
 from invdiff.training import distributed as tdist
 from invdiff.training.augment import apply_augment, sample_augment
 from invdiff.training.config import (
@@ -216,6 +218,9 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         state = load_resume(path)
+        if self.config.init_sha256 is None:  # the start weights are in the state, not re-read
+            self.config = dataclasses.replace(
+                self.config, init_sha256=state.meta["config"].get("init_sha256"))
         diff = config_mismatch(state.meta["config"], self.config)
         if diff:
             raise ValueError(f"cannot resume {path}: settings changed since it was written: {diff}")
@@ -371,6 +376,11 @@ def train(config: TrainConfig) -> Path:
     torch.manual_seed(config.seed)  # the U-Net uses torch's default initialisers
     model = VDM(config.model, generator=torch.Generator().manual_seed(config.seed))
     if config.init is not None and not config.resume:
+        digest = sha256_file(Path(config.init))
+        if config.init_sha256 not in (None, digest):
+            raise ValueError(f"--init {config.init}: its SHA-256 is {digest}, not the "
+                             f"{config.init_sha256} asked for")
+        config = dataclasses.replace(config, init_sha256=digest)
         init_weights(model, config.init)
     return Trainer(config, model, _save_prior_export(save_prior)).run()
 

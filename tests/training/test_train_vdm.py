@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from invdiff.manifest import sha256_file
 from invdiff.priors.checkpoint import load_prior, read_checkpoint_info
 from invdiff.priors.config import VDMConfig
 from invdiff.training import DataConfig, TrainConfig, cli_train, resume_path, train
@@ -79,6 +80,32 @@ def test_init_starts_from_a_prior_files_weights(tmp_path):
         cli_train([data], tmp_path / "d.ckpt", init=first, preset="default", steps=1)
     with pytest.raises(FileNotFoundError, match="no such prior file"):
         cli_train([data], tmp_path / "d.ckpt", init=tmp_path / "missing.ckpt", steps=1)
+
+
+def test_init_records_the_start_weights_digest_through_a_resume(tmp_path):
+    """The metadata names the init file's SHA-256; a resume keeps it although the file at
+    that path has since been replaced (as the shipped default prior is); a wrong digest asked
+    for is an error."""
+    data = _data(tmp_path)
+    first = cli_train([data], tmp_path / "a.ckpt", preset="tiny", steps=1, batch_size=8,
+                      val_every=0, device="cpu", progress=False)
+    digest = sha256_file(first)
+
+    def tune(steps: int, resume: bool = False, **kw):
+        return cli_train([data], tmp_path / "b.ckpt", init=first, steps=steps, batch_size=8,
+                         val_every=0, device="cpu", progress=False, resume=resume, **kw)
+
+    tune(1)
+    cli_train([data], first, preset="tiny", steps=2, batch_size=8, val_every=0, device="cpu",
+              progress=False, resume=True)  # the init file changes under the same path
+    assert sha256_file(first) != digest
+    meta = read_checkpoint_info(tune(2, resume=True))["metadata"]["train_config"]
+    assert meta["init_sha256"] == digest
+    cfg = TrainConfig(model=VDMConfig.preset("tiny"), data=DataConfig(paths=(data,), image_size=16),
+                      output=str(tmp_path / "c.ckpt"), max_steps=1, device="cpu",
+                      progress=False, init=str(first), init_sha256=digest)
+    with pytest.raises(ValueError, match="SHA-256"):
+        train(cfg)
 
 
 def test_cli_train_parses_axes_strings(tmp_path, monkeypatch):
