@@ -64,3 +64,16 @@ def test_lambda_sweep_draws_one_sample_per_lambda(monkeypatch):
     out = demo.lambda_sweep(None, None, SolveConfig(samples=4), cfg, 32)
     assert set(out) == {0.0, 0.5}
     assert seen == [("unguided", 1), ("lambda=0.5", 1)]
+
+
+def test_one_sample_row_is_timed_as_one_samples_share(monkeypatch):
+    """(1 sample) is the first of the run's samples; its time per slice is the run's / K."""
+    import invdiff.demo as demo
+    from invdiff.config import SolveConfig
+
+    samples = np.arange(4 * 2 * 2 * 2, dtype=float).reshape(4, 2, 2, 2)
+    monkeypatch.setattr(demo, "run_method", lambda *a: demo.MethodRun(
+        a[-1], 32, samples.mean(0), samples.std(0), samples, 8.0, 50))
+    one, post = demo.posterior_runs(None, None, SolveConfig(samples=4), 32)
+    assert one.seconds_per_slice == 2.0 and post.seconds_per_slice == 8.0
+    assert np.array_equal(one.mean, samples[0]) and one.method.endswith("(1 sample)")
