@@ -33,11 +33,17 @@ class Image:
         data: float array, 2 or 3 dimensions.
         affine: 4x4 voxel-to-world matrix (NIfTI), or ``None`` (PNG, ``.npy``).
         kind: ``"nifti"``, ``"png"`` or ``"npy"``, the format it was read from.
+        spatial_unit: the NIfTI header's unit of the affine (``"mm"``, ``"meter"``,
+            ``"micron"``), ``None`` when unknown or not NIfTI.
     """
 
     data: np.ndarray
     affine: np.ndarray | None = None
     kind: str = "npy"
+    spatial_unit: str | None = None
+
+
+SPATIAL_UNITS = ("meter", "mm", "micron")
 
 
 def image_kind(path: str | os.PathLike) -> str:
@@ -77,9 +83,9 @@ def read_image(
     if not path.is_file():
         raise FileNotFoundError(f"input {path} does not exist")
     kind = image_kind(path)
-    affine = None
+    affine, unit = None, None
     if kind == "nifti":
-        data, affine = _read_nifti(path)
+        data, affine, unit = _read_nifti(path)
     elif kind == "png":
         data = _read_png(path)
     else:
@@ -88,10 +94,11 @@ def read_image(
     if frame_if_4d and _squeezed_ndim(data) < 4:
         frame = None
     data = _select_frame(data, frame, path)
-    return Image(data=_validated(data, path, allow_zero), affine=affine, kind=kind)
+    return Image(data=_validated(data, path, allow_zero), affine=affine, kind=kind,
+                 spatial_unit=unit)
 
 
-def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, str | None]:
     import nibabel as nib
 
     try:
@@ -102,7 +109,8 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise ImageError(msg) from exc
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise ImageError(f"{path}: not a NIfTI image (nibabel read it as {type(img).__name__})")
-    return data, np.asarray(img.affine, dtype=np.float64)
+    unit = img.header.get_xyzt_units()[0]
+    return data, np.asarray(img.affine, dtype=np.float64), unit if unit in SPATIAL_UNITS else None
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -185,10 +193,12 @@ def write_image(
     path: str | os.PathLike,
     data: np.ndarray,
     affine: np.ndarray | None = None,
+    spatial_unit: str | None = None,
 ) -> None:
     """Write ``data`` atomically to ``path`` in the format its extension names.
 
-    NIfTI is written as float32 with ``affine`` (identity when ``None``) as both qform and sform.
+    NIfTI is written as float32 with ``affine`` (identity when ``None``) as both qform and sform,
+    and ``spatial_unit`` (one of :data:`SPATIAL_UNITS`; ``None``: unknown) as the header's unit.
     ``.npy`` keeps the dtype. PNG (2D only) is 16-bit grayscale, linearly scaled so that the
     image's maximum is 65535 and negative values clip to 0: PNG is for viewing, not for numbers.
     """
@@ -201,6 +211,8 @@ def write_image(
         img = nib.Nifti1Image(data.astype(np.float32), aff)
         img.set_qform(aff, code=1)
         img.set_sform(aff, code=1)
+        if spatial_unit is not None:
+            img.header.set_xyzt_units(xyz=spatial_unit)
         write_atomic(path, lambda tmp: nib.save(img, str(tmp)))
     elif kind == "png":
         if data.ndim != 2:

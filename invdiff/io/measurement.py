@@ -13,6 +13,8 @@ it without other files (see ``docs/formats.md`` for the full table of keys):
 ``source_shape``  shape of the source image/volume (2 or 3 ints)
 ``source_affine`` 4x4 voxel-to-world affine of the source (NaN-filled when it had none)
 ``axis``          slice axis of a 3D source (-1 for 2D)
+``source_unit``   unit of ``source_affine`` from the source's NIfTI header (``mm``, ``meter``,
+                  ``micron``; empty or absent when unknown)
 
 Low-resolution image convention. With the centred orthonormal DFT ``F_n`` on an ``h x w`` grid, the
 low-resolution image of a ``kcrop:hxw`` measurement ``y = C F_HW x`` of an ``H x W`` image ``x`` is
@@ -37,12 +39,13 @@ from typing import Any
 import numpy as np
 
 from invdiff.io.atomic import write_atomic
+from invdiff.io.images import SPATIAL_UNITS
 
 FORMAT = "invdiff.measurement"
 VERSION = 1
 _KEYS = {
     "format", "version", "kspace", "operator", "image_shape", "noise_sigma", "scale",
-    "source_shape", "source_affine", "axis",
+    "source_shape", "source_affine", "axis", "source_unit",
 }
 
 
@@ -64,6 +67,7 @@ class Measurement:
         source_shape: shape of the source (2D ``(H, W)`` or 3D).
         source_affine: 4x4 affine of the source, or ``None``.
         axis: slice axis of a 3D source, ``None`` for 2D.
+        source_unit: unit of ``source_affine`` (``"mm"``, ``"meter"``, ``"micron"``) or ``None``.
     """
 
     kspace: np.ndarray
@@ -74,6 +78,7 @@ class Measurement:
     source_shape: tuple[int, ...] | None = None
     source_affine: np.ndarray | None = None
     axis: int | None = None
+    source_unit: str | None = None
 
 
 def write_measurement(path: str | os.PathLike, m: Measurement) -> None:
@@ -92,6 +97,7 @@ def write_measurement(path: str | os.PathLike, m: Measurement) -> None:
         "source_affine": np.full((4, 4), np.nan) if m.source_affine is None
         else np.asarray(m.source_affine, dtype=np.float64),
         "axis": np.array(-1 if m.axis is None else int(m.axis)),
+        "source_unit": np.array(m.source_unit or ""),
     }
     write_atomic(path, lambda tmp: np.savez(tmp, **arrays))
 
@@ -143,6 +149,10 @@ def read_measurement(path: str | os.PathLike) -> Measurement:
     if affine is not None and (affine.shape != (4, 4) or not np.isfinite(affine).all()):
         affine = None
     axis = _integer(arrays, "axis", -1, path)
+    unit = _text(arrays, "source_unit", path) if "source_unit" in arrays else ""
+    if unit not in ("", *SPATIAL_UNITS):
+        raise MeasurementError(f"{path}: source_unit must be one of {list(SPATIAL_UNITS)} or "
+                               f"empty, got {unit!r}")
     return Measurement(
         kspace=kspace,
         operator=_text(arrays, "operator", path),
@@ -152,6 +162,7 @@ def read_measurement(path: str | os.PathLike) -> Measurement:
         source_shape=source_shape,
         source_affine=affine,
         axis=None if axis < 0 else axis,
+        source_unit=unit or None,
     )
 
 

@@ -55,6 +55,7 @@ class SliceProblem:
         ndim: 2 or 3, the dimensionality of the output.
         axis: slice axis of a 3D output (``None`` for 2D).
         affine: voxel-to-world affine of the output grid, or ``None``.
+        spatial_unit: the unit of ``affine`` from the source's NIfTI header, or ``None``.
         orientation: stored slice -> display orientation of the prior's training data.
         kind: ``"measurement"`` or ``"image"``.
     """
@@ -69,6 +70,7 @@ class SliceProblem:
     affine: np.ndarray | None
     orientation: SliceOrientation
     kind: str
+    spatial_unit: str | None = None
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -150,7 +152,7 @@ def _from_measurement(path: Path, config: SolveConfig, m: Measurement) -> SliceP
         scale=scale, ndim=ndim, axis=axis, affine=affine,
         orientation=display_orientation(m.source_affine, axis) if config.reorient
         else SliceOrientation(),
-        kind="measurement",
+        kind="measurement", spatial_unit=m.source_unit,
     )
 
 
@@ -198,7 +200,7 @@ def _from_image(config: SolveConfig, prior_hw: tuple[int, int], image: Image) ->
     return SliceProblem(
         y=y, operator=spec, image_shape=big, noise_sigma=sigma,
         scale=robust_scale(torch.from_numpy(image.data)), ndim=ndim, axis=axis, affine=affine,
-        orientation=orientation, kind="image",
+        orientation=orientation, kind="image", spatial_unit=image.spatial_unit,
     )
 
 

@@ -149,22 +149,23 @@ def run_solve(
     }
     with atomic_outputs(list(paths.values())) as temps:  # all or nothing, manifest last
         tmp = dict(zip(paths, temps, strict=True))
-        _write_images(tmp, output, problem.affine)
+        _write_images(tmp, output, problem.affine, problem.spatial_unit)
         t_end = time.perf_counter()
         manifest["timings_s"].update(write_and_metrics=t_end - t_write, total=t_end - t0)
         write_manifest(tmp["manifest"], manifest)
     return manifest
 
 
-def _write_images(paths: dict[str, Path], output: SolveOutput, affine: np.ndarray | None) -> None:
-    write_image(paths["mean"], output.mean, affine)
+def _write_images(paths: dict[str, Path], output: SolveOutput, affine: np.ndarray | None,
+                  unit: str | None) -> None:
+    write_image(paths["mean"], output.mean, affine, unit)
     if "std" in paths and output.std is not None:
-        write_image(paths["std"], output.std, affine)
+        write_image(paths["std"], output.std, affine, unit)
     if "samples" in paths and output.samples is not None:
         samples = output.samples
         if image_kind(paths["samples"]) == "nifti":
             samples = np.moveaxis(samples, 0, -1)  # (..., K): one volume per sample
-        write_image(paths["samples"], samples, affine)
+        write_image(paths["samples"], samples, affine, unit)
 
 
 def _reference(

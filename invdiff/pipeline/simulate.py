@@ -66,6 +66,7 @@ def simulate(
         source_shape=tuple(image.data.shape),
         source_affine=image.affine,
         axis=None if image.data.ndim == 2 else axis % 3,
+        source_unit=image.spatial_unit,
     )
 
 
@@ -120,5 +121,5 @@ def simulate_files(
     if lowres is not None:
         affine = None if image.affine is None else resampled_affine(
             image.affine, image.data.shape, lowres.shape)
-        write_image(lowres_out, lowres, affine)
+        write_image(lowres_out, lowres, affine, image.spatial_unit)
     return m

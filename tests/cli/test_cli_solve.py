@@ -321,3 +321,31 @@ def test_solve_reads_its_input_once(run, hr_nifti, tiny_prior, tmp_path, monkeyp
             tmp_path / "rec.nii.gz", *FAST)
     assert r.exit_code == 0, r.output
     assert len(calls) == 1
+
+
+def test_spatial_unit_is_carried_to_every_nifti_output(run, tiny_prior, tmp_path):
+    """The affine's unit in the input header (here metres) reaches the measurement, the
+    low-resolution image and the reconstructions from either input; unknown stays unknown."""
+    from tests.cli.conftest import AFFINE, blob_volume
+
+    img = nib.Nifti1Image(blob_volume(), AFFINE)
+    img.header.set_xyzt_units(xyz="meter")
+    hr = tmp_path / "hr.nii.gz"
+    nib.save(img, hr)
+    meas, lr = tmp_path / "m.npz", tmp_path / "lr.nii.gz"
+    assert run("simulate", hr, "--operator", "kcrop:8", "--out", meas,
+               "--lowres-out", lr).exit_code == 0
+    assert read_measurement(meas).source_unit == "meter"
+    assert nib.load(lr).header.get_xyzt_units()[0] == "meter"
+    for name, source in (("a.nii.gz", meas), ("b.nii.gz", lr)):
+        r = run("solve", source, "--prior", tiny_prior, "--out", tmp_path / name, *FAST)
+        assert r.exit_code == 0, r.output
+        for out in (name, name.replace(".nii", "_std.nii")):
+            assert nib.load(tmp_path / out).header.get_xyzt_units()[0] == "meter", out
+    plain = tmp_path / "plain.nii.gz"
+    nib.save(nib.Nifti1Image(blob_volume(), AFFINE), plain)  # no unit in the header
+    pm, po = tmp_path / "p.npz", tmp_path / "p.nii.gz"
+    assert run("simulate", plain, "--operator", "kcrop:8", "--out", pm).exit_code == 0
+    assert read_measurement(pm).source_unit is None
+    r = run("solve", pm, "--prior", tiny_prior, "--out", po, *FAST)
+    assert r.exit_code == 0 and nib.load(po).header.get_xyzt_units()[0] == "unknown"

@@ -128,17 +128,18 @@ def test_outputs_get_the_permissions_of_a_new_file(tmp_path, umask):
 
 def test_measurement_round_trip(tmp_path):
     k = (np.random.default_rng(2).standard_normal((3, 4, 4)) * (1 + 1j)).astype(np.complex64)
-    m = Measurement(k, "kcrop:4", (8, 8), 0.5, 3.0, (8, 8, 3), _affine(), 2)
+    m = Measurement(k, "kcrop:4", (8, 8), 0.5, 3.0, (8, 8, 3), _affine(), 2, "micron")
     write_measurement(tmp_path / "m.npz", m)
     back = read_measurement(tmp_path / "m.npz")
     np.testing.assert_array_equal(back.kspace, k)
-    assert (back.operator, back.image_shape, back.noise_sigma, back.scale, back.axis) == (
-        "kcrop:4", (8, 8), 0.5, 3.0, 2)
+    assert (back.operator, back.image_shape, back.noise_sigma, back.scale, back.axis,
+            back.source_unit) == ("kcrop:4", (8, 8), 0.5, 3.0, 2, "micron")
     np.testing.assert_array_equal(back.source_affine, _affine())
     bare = Measurement(k, "kcrop:4", (8, 8))
     write_measurement(tmp_path / "b.npz", bare)
     back = read_measurement(tmp_path / "b.npz")
     assert back.scale is None and back.source_affine is None and back.axis is None
+    assert back.source_unit is None
 
 
 def test_measurement_with_unknown_key_is_refused(tmp_path):
@@ -209,6 +210,7 @@ def test_nifti_header_is_image(tmp_path):
     ("noise_sigma", np.array([0.1, 0.2]), "noise_sigma must be a real number"),
     ("axis", np.array(1.5), "axis must be an integer"),
     ("version", np.array("1"), "version must be an integer"),
+    ("source_unit", np.array("inch"), "source_unit must be one of"),
 ])
 def test_measurement_fields_of_the_wrong_kind(tmp_path, key, value, message):
     # 16.5 was truncated to 16 and an operator array became the spec "['kcrop:4' 'fft']"
