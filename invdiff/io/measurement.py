@@ -97,8 +97,9 @@ def write_measurement(path: str | os.PathLike, m: Measurement) -> None:
         "source_affine": np.full((4, 4), np.nan) if m.source_affine is None
         else np.asarray(m.source_affine, dtype=np.float64),
         "axis": np.array(-1 if m.axis is None else int(m.axis)),
-        "source_unit": np.array(m.source_unit or ""),
     }
+    if m.source_unit:  # only when known, so files without one stay readable by older readers
+        arrays["source_unit"] = np.array(m.source_unit)
     write_atomic(path, lambda tmp: np.savez(tmp, **arrays))
 
 

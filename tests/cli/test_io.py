@@ -140,6 +140,7 @@ def test_measurement_round_trip(tmp_path):
     back = read_measurement(tmp_path / "b.npz")
     assert back.scale is None and back.source_affine is None and back.axis is None
     assert back.source_unit is None
+    assert "source_unit" not in np.load(tmp_path / "b.npz").files  # older readers refuse it
 
 
 def test_measurement_with_unknown_key_is_refused(tmp_path):
