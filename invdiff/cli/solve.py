@@ -120,6 +120,9 @@ def solve(
             if input is None:
                 input = Path(record["input"]["path"])
                 expected["input"] = record["input"].get("sha256")
+                if reference is None and record.get("reference"):  # metrics again, same file
+                    reference = Path(record["reference"]["path"])
+                    expected["reference"] = record["reference"].get("sha256")
             if prior is None and not any("prior" in layer for layer in layers[1:]):
                 expected["prior"] = (record.get("prior") or {}).get("sha256")
             out = out or Path(record["outputs"]["mean"])

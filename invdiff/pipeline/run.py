@@ -37,7 +37,8 @@ class SolveRequest:
         reference: optional high-resolution reference; metrics go into the manifest.
         overwrite: replace existing outputs.
         config_file: the TOML file the configuration came from (recorded, never overwritten).
-        expected_sha256: ``{"input": ..., "prior": ...}`` digests a re-run must match.
+        expected_sha256: ``{"input": ..., "prior": ..., "reference": ...}`` digests a re-run
+            must match.
     """
 
     input: Path
@@ -93,9 +94,12 @@ def run_solve(
     check_outputs(list(paths.values()), inputs, request.overwrite)
     if not request.input.is_file():
         raise FileNotFoundError(f"input {request.input} does not exist")
+    if request.reference is not None and not request.reference.is_file():
+        raise FileNotFoundError(f"reference {request.reference} does not exist")
     digests = {
         "input": sha256_file(request.input),
         "prior": sha256_file(prior_file) if prior_file else None,
+        "reference": sha256_file(request.reference) if request.reference else None,
     }
     _check_digests(digests, request.expected_sha256)
     check_device(cfg.device)
@@ -144,7 +148,7 @@ def run_solve(
         "batches": output.batches,
         "reference": None if request.reference is None else {
             "path": str(request.reference.resolve()),
-            "sha256": sha256_file(request.reference)},
+            "sha256": digests["reference"]},
         "metrics": metrics,
     }
     with atomic_outputs(list(paths.values())) as temps:  # all or nothing, manifest last

@@ -151,6 +151,30 @@ def test_manifest_rerun_is_bit_identical(run, hr_nifti, tiny_prior, tmp_path):
     assert r.exit_code == 2 and "differs from the one the manifest recorded" in r.stderr
 
 
+def test_manifest_rerun_measures_against_the_recorded_reference(run, hr_nifti, tiny_prior,
+                                                                  tmp_path):
+    meas, first = tmp_path / "m.npz", tmp_path / "a.npy"
+    assert run("simulate", hr_nifti, "--operator", "kcrop:8", "--out", meas).exit_code == 0
+    r = run("solve", meas, "--prior", tiny_prior, "--reference", hr_nifti, "--out", first, *FAST)
+    assert r.exit_code == 0, r.output
+    recorded = json.loads((tmp_path / "a.npy.manifest.json").read_text())
+    r = run("solve", "--manifest", f"{first}.manifest.json", "--out", tmp_path / "b.npy", *FAST)
+    assert r.exit_code == 0, r.output
+    again = json.loads((tmp_path / "b.npy.manifest.json").read_text())
+    assert again["reference"] == recorded["reference"]
+    assert again["metrics"] == recorded["metrics"] is not None
+    ref = Path(hr_nifti)
+    ref.rename(tmp_path / "moved.nii.gz")  # the recorded reference is gone: one clear line
+    r = run("solve", "--manifest", f"{first}.manifest.json", "--out", tmp_path / "c.npy", *FAST)
+    assert r.exit_code == 2 and f"reference {ref} does not exist" in r.stderr, r.output
+    nib.save(nib.Nifti1Image(np.ones((16, 16, 3), np.float32), np.eye(4)), ref)  # changed
+    r = run("solve", "--manifest", f"{first}.manifest.json", "--out", tmp_path / "c.npy", *FAST)
+    assert r.exit_code == 2 and "reference file differs" in r.stderr, r.output
+    r = run("solve", "--manifest", f"{first}.manifest.json", "--reference",
+            tmp_path / "moved.nii.gz", "--out", tmp_path / "c.npy", *FAST)  # named explicitly
+    assert r.exit_code == 0, r.output
+
+
 def test_config_file_and_flag_override(run, hr_nifti, tiny_prior, tmp_path):
     meas = tmp_path / "m.npz"
     assert run("simulate", hr_nifti, "--operator", "kcrop:8", "--out", meas).exit_code == 0
