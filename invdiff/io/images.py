@@ -46,6 +46,13 @@ class Image:
 SPATIAL_UNITS = ("meter", "mm", "micron")
 
 
+def check_spatial_unit(unit: str | None) -> None:
+    """Raise ``ValueError`` unless ``unit`` is ``None`` or one of :data:`SPATIAL_UNITS`."""
+    if unit is not None and unit not in SPATIAL_UNITS:
+        raise ValueError(f"spatial unit must be one of {list(SPATIAL_UNITS)} or None, "
+                         f"got {unit!r}")
+
+
 def image_kind(path: str | os.PathLike) -> str:
     """The format of ``path`` from its extension: ``nifti``, ``png`` or ``npy``."""
     name = Path(path).name.lower()
@@ -109,8 +116,17 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, str | None]:
         raise ImageError(msg) from exc
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise ImageError(f"{path}: not a NIfTI image (nibabel read it as {type(img).__name__})")
-    unit = img.header.get_xyzt_units()[0]
-    return data, np.asarray(img.affine, dtype=np.float64), unit if unit in SPATIAL_UNITS else None
+    return data, np.asarray(img.affine, dtype=np.float64), _spatial_unit(img.header)
+
+
+def _spatial_unit(header) -> str | None:
+    """The unit of the affine from ``xyzt_units`` (NIfTI codes 1, 2, 3); ``None`` otherwise.
+
+    Decoded here because nibabel's ``get_xyzt_units`` raises on codes it does not know, and an
+    odd unit byte must not make a readable image unreadable.
+    """
+    code = int(np.asarray(header["xyzt_units"])) % 8
+    return {1: "meter", 2: "mm", 3: "micron"}.get(code)
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -204,6 +220,7 @@ def write_image(
     """
     kind = image_kind(path)
     data = np.asarray(data)
+    check_spatial_unit(spatial_unit)
     if kind == "nifti":
         import nibabel as nib
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from invdiff.io.atomic import write_atomic
-from invdiff.io.images import SPATIAL_UNITS
+from invdiff.io.images import SPATIAL_UNITS, check_spatial_unit
 
 FORMAT = "invdiff.measurement"
 VERSION = 1
@@ -85,6 +85,7 @@ def write_measurement(path: str | os.PathLike, m: Measurement) -> None:
     """Write ``m`` atomically as a version-1 ``.npz`` (no pickles)."""
     if not str(path).endswith(".npz"):
         raise MeasurementError(f"measurement files end in .npz, got {path}")
+    check_spatial_unit(m.source_unit or None)
     arrays = {
         "format": np.array(FORMAT),
         "version": np.array(VERSION),

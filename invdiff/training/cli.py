@@ -79,9 +79,12 @@ def cli_train(
     overrides = {} if image_size is None else {"image_size": image_size}
     if init is not None:
         init = DEFAULT_WEIGHTS if str(init) == "default" else Path(init)
-        if not Path(init).is_file():
+        # a resume takes the weights (and so the model) from its state, not from the init file,
+        # which may have been replaced or removed since
+        source = Path(output) if resume and Path(output).is_file() else Path(init)
+        if not source.is_file():
             raise FileNotFoundError(f"--init: no such prior file: {init}")
-        model = read_checkpoint_info(init)["config"]
+        model = read_checkpoint_info(source)["config"]
         if preset is not None or image_size is not None:
             asked = VDMConfig.preset(preset or "default", **overrides)
             if asked != model:

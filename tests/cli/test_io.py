@@ -199,6 +199,25 @@ def test_slices_round_trip():
     np.testing.assert_array_equal(from_slices(to_slices(v[0], None), 2, None), v[0])
 
 
+@pytest.mark.parametrize(("code", "unit"), [(0, None), (2, "mm"), (1 + 8, "meter"), (3, "micron"),
+                                            (4, None), (7, None), (58, "mm"), (72, None)])
+def test_nifti_spatial_unit_codes_never_make_an_image_unreadable(tmp_path, code, unit):
+    """Codes nibabel cannot name (4, 7, 72: its get_xyzt_units raises) read as unknown."""
+    img = nib.Nifti1Image(np.ones((4, 4, 2), np.float32), np.eye(4))
+    img.header["xyzt_units"] = code
+    nib.save(img, tmp_path / "u.nii")
+    assert read_image(tmp_path / "u.nii").spatial_unit == unit
+
+
+def test_unknown_spatial_units_are_refused_on_writing(tmp_path):
+    with pytest.raises(ValueError, match="spatial unit must be one of"):
+        write_image(tmp_path / "a.nii", np.ones((4, 4), np.float32), spatial_unit="inch")
+    m = Measurement(np.ones((1, 2, 2), np.complex64), "kcrop:2", (4, 4), source_unit="inch")
+    with pytest.raises(ValueError, match="spatial unit must be one of"):
+        write_measurement(tmp_path / "m.npz", m)
+    assert not (tmp_path / "a.nii").exists() and not (tmp_path / "m.npz").exists()
+
+
 def test_nifti_header_is_image(tmp_path):
     img = nib.Nifti1Image(np.ones((4, 4, 2), np.float32), np.eye(4))
     nib.save(img, tmp_path / "ok.nii")

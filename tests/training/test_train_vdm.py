@@ -101,9 +101,12 @@ def test_init_records_the_start_weights_digest_through_a_resume(tmp_path):
     assert sha256_file(first) != digest
     meta = read_checkpoint_info(tune(2, resume=True))["metadata"]["train_config"]
     assert meta["init_sha256"] == digest
+    first.rename(tmp_path / "gone.ckpt")  # a resume does not need the init file at all
+    meta = read_checkpoint_info(tune(3, resume=True))["metadata"]
+    assert meta["step"] == 3 and meta["train_config"]["init_sha256"] == digest
     cfg = TrainConfig(model=VDMConfig.preset("tiny"), data=DataConfig(paths=(data,), image_size=16),
                       output=str(tmp_path / "c.ckpt"), max_steps=1, device="cpu",
-                      progress=False, init=str(first), init_sha256=digest)
+                      progress=False, init=str(tmp_path / "gone.ckpt"), init_sha256=digest)
     with pytest.raises(ValueError, match="SHA-256"):
         train(cfg)
 
