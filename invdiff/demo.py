@@ -96,8 +96,8 @@ def validation_volume(slices: tuple[int, int] = DEMO_SLICES) -> Image:
     start, stop = slices
     shift = np.eye(4)
     shift[2, 3] = start
-    return Image(image.data[:, :, start:stop], image.affine @ shift, image.kind,
-                 image.spatial_unit)
+    return dataclasses.replace(image, data=image.data[:, :, start:stop],
+                               affine=image.affine @ shift)
 
 
 def run_method(

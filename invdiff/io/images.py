@@ -43,7 +43,9 @@ class Image:
     spatial_unit: str | None = None
 
 
-SPATIAL_UNITS = ("meter", "mm", "micron")
+#: NIfTI ``xyzt_units`` spatial codes and their names (as nibabel spells them)
+_UNIT_CODES = {1: "meter", 2: "mm", 3: "micron"}
+SPATIAL_UNITS = tuple(_UNIT_CODES.values())
 
 
 def check_spatial_unit(unit: str | None) -> None:
@@ -125,8 +127,7 @@ def _spatial_unit(header) -> str | None:
     Decoded here because nibabel's ``get_xyzt_units`` raises on codes it does not know, and an
     odd unit byte must not make a readable image unreadable.
     """
-    code = int(np.asarray(header["xyzt_units"])) % 8
-    return {1: "meter", 2: "mm", 3: "micron"}.get(code)
+    return _UNIT_CODES.get(int(np.asarray(header["xyzt_units"])) % 8)
 
 
 def _read_png(path: Path) -> np.ndarray:
