@@ -9,7 +9,9 @@ batch size (default 1, 2, 4, 8, 16, 32) it measures, on random 128x128 images:
   torch baseline, reported separately as "baseline");
 * eps latency: one ``VDM.eps`` forward under ``no_grad``, in milliseconds per image.
 
-Each CPU configuration runs in its own process (peak RSS cannot be reset). Usage::
+Each CPU configuration runs in its own process (peak RSS cannot be reset), with glibc's allocator
+set as the ``invdiff`` command sets it (:mod:`invdiff.allocator`; ``INVDIFF_MALLOC=system`` in
+the environment measures glibc's defaults instead). Usage::
 
     python benchmarks/train.py                          # everything (slow on CPU for 'large')
     python benchmarks/train.py --presets default --batch-sizes 1,4,16 --steps 3 --bf16
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -28,6 +31,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from invdiff.allocator import ENV_VAR, keep_freed_memory
 from invdiff.priors.config import VDMConfig
 from invdiff.priors.vdm import VDM
 
@@ -116,7 +120,8 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.one:  # child process: one CPU configuration
+    if args.one:  # child process: one CPU configuration, allocator set as `invdiff train` sets it
+        keep_freed_memory()
         print(json.dumps(measure(**json.loads(args.one))))
         return
     devices = (["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -124,7 +129,7 @@ def main() -> None:
     console = Console()
     table = Table(title=f"VDM training at {args.image_size}x{args.image_size}"
                         f"{' (bf16 autocast)' if args.bf16 else ''}, {torch.get_num_threads()} "
-                        "CPU threads")
+                        f"CPU threads, {ENV_VAR}={os.environ.get(ENV_VAR, 'keep')}")
     for col in ("preset", "params (M)", "device", "batch", "train img/s", "peak memory (MiB)",
                 "eps ms/image"):
         table.add_column(col, justify="right")

@@ -10,8 +10,9 @@ from typing import Annotated
 
 import typer
 
+from invdiff.allocator import keep_freed_memory
 from invdiff.cli import demo, evaluate, listing, simulate, solve, train
-from invdiff.cli.common import note
+from invdiff.cli.common import EXIT_BAD_INPUT, note
 
 app = typer.Typer(
     name="invdiff",
@@ -66,8 +67,14 @@ def main() -> None:
 
     Usage errors (a missing option, a value of the wrong type, an unknown command) are printed
     like every other bad input: one ``error: ...`` line on stderr, exit status 2, instead of
-    typer's framed multi-line panel.
+    typer's framed multi-line panel. Before any command runs, glibc is asked to keep freed memory
+    (:func:`invdiff.allocator.keep_freed_memory`: network calls on the CPU are up to 2x faster).
     """
+    try:
+        keep_freed_memory()
+    except ValueError as exc:
+        note(f"error: {exc}")
+        sys.exit(EXIT_BAD_INPUT)
     try:
         code = app(standalone_mode=False)
     except typer.Abort:
