@@ -23,6 +23,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from invdiff.allocator import keep_freed_memory
 from invdiff.config import SolveConfig
 from invdiff.demo import (
     MethodRun,
@@ -53,6 +54,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", type=Path, default=Path("docs/results"))
     args = ap.parse_args()
+    keep_freed_memory()  # as the invdiff command does (invdiff.allocator)
 
     args.out.mkdir(parents=True, exist_ok=True)
     prior = resolve_prior(args.prior, args.device)

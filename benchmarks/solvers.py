@@ -29,6 +29,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from invdiff.allocator import keep_freed_memory
 from invdiff.operators import from_spec
 from invdiff.priors.gaussian import GaussianPrior
 from invdiff.solvers.registry import get_solver, list_solvers
@@ -65,6 +66,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    keep_freed_memory()  # as the invdiff command does (invdiff.allocator)
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", RuntimeWarning)
 

@@ -10,16 +10,18 @@ batch size (default 1, 2, 4, 8, 16, 32) it measures, on random 128x128 images:
 * eps latency: one ``VDM.eps`` forward under ``no_grad``, in milliseconds per image.
 
 Each CPU configuration runs in its own process (peak RSS cannot be reset), with glibc's allocator
-set as the ``invdiff`` command sets it (:mod:`invdiff.allocator`; ``INVDIFF_MALLOC=system`` in
-the environment measures glibc's defaults instead). Usage::
+set as the ``invdiff`` command sets it (``--malloc keep``, :mod:`invdiff.allocator`) and/or left at
+glibc's defaults (``--malloc system``). Usage::
 
     python benchmarks/train.py                          # everything (slow on CPU for 'large')
     python benchmarks/train.py --presets default --batch-sizes 1,4,16 --steps 3 --bf16
+    python benchmarks/train.py --presets default --batch-sizes 8,16,32 --malloc keep,system
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -90,12 +92,14 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-def _cpu_in_subprocess(args: argparse.Namespace, preset: str, batch: int) -> dict[str, float]:
+def _cpu_in_subprocess(args: argparse.Namespace, preset: str, batch: int,
+                       malloc: str) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--one", json.dumps(
         {"preset": preset, "device": "cpu", "batch": batch, "steps": args.steps,
          "warmup": args.warmup, "bf16": args.bf16, "image_size": args.image_size}),
            "--threads", str(args.threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                         env=dict(os.environ, **{ENV_VAR: malloc}))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -116,11 +120,15 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--malloc", default="keep",
+                   help="comma list of CPU allocator settings: keep (as invdiff sets it), system")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if not set(args.malloc.split(",")) <= {"keep", "system"}:
+        p.error(f"--malloc takes keep and/or system, got {args.malloc!r}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.one:  # child process: one CPU configuration, allocator set as `invdiff train` sets it
+    if args.one:  # child process: one CPU configuration, allocator set by the parent's --malloc
         keep_freed_memory()
         print(json.dumps(measure(**json.loads(args.one))))
         return
@@ -129,22 +137,25 @@ def main() -> None:
     console = Console()
     table = Table(title=f"VDM training at {args.image_size}x{args.image_size}"
                         f"{' (bf16 autocast)' if args.bf16 else ''}, {torch.get_num_threads()} "
-                        f"CPU threads, {ENV_VAR}={os.environ.get(ENV_VAR, 'keep')}")
-    for col in ("preset", "params (M)", "device", "batch", "train img/s", "peak memory (MiB)",
+                        "CPU threads")
+    for col in ("preset", "params (M)", "device", "malloc", "batch", "train img/s",
+                "peak memory (MiB)",
                 "eps ms/image"):
         table.add_column(col, justify="right")
     for preset in args.presets.split(","):
         for device in devices:
-            for batch in (int(b) for b in args.batch_sizes.split(",")):
+            mallocs = args.malloc.split(",") if device == "cpu" else ["-"]
+            for batch, malloc in itertools.product(
+                    (int(b) for b in args.batch_sizes.split(",")), mallocs):
                 if device == "cpu":
-                    r = _cpu_in_subprocess(args, preset, batch)
+                    r = _cpu_in_subprocess(args, preset, batch, malloc)
                 else:
                     r = measure(preset, device, batch, args.steps, args.warmup, args.bf16,
                                 args.image_size)
-                table.add_row(preset, f"{r['params_m']:.1f}", device, str(batch),
+                table.add_row(preset, f"{r['params_m']:.1f}", device, malloc, str(batch),
                               f"{r['images_per_s']:.1f}", f"{r['peak_mib']:.0f}",
                               f"{r['eps_ms_per_image']:.1f}")
-                console.print(f"{preset} {device} batch {batch}: {r}", highlight=False)
+                console.print(f"{preset} {device} {malloc} batch {batch}: {r}", highlight=False)
     console.print(table)
     if "cpu" in devices:
         console.print(f"CPU peak memory is the peak RSS of a process that ran one "
