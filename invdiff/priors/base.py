@@ -40,7 +40,11 @@ class Prior(ABC):
 
     @abstractmethod
     def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
-        """Predicted noise ``eps_hat(x_t, t)`` for ``x_t`` of shape ``(B, C, H, W)``."""
+        """Predicted noise ``eps_hat(x_t, t)`` for ``x_t`` of shape ``(B, C, H, W)``.
+
+        Each image's prediction must depend on that image alone (solvers may split a batch into
+        several calls: :func:`invdiff.solvers.loop.predict_eps`).
+        """
 
     # -- derived quantities ---------------------------------------------------------------
     def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:

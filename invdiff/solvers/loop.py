@@ -40,9 +40,10 @@ def reverse_loop(
 
 
 #: Most values (images x channels x pixels) per network call on a CPU: 8 single-channel 128x128
-#: images. Past that the time per image grows (1.7x at 32 images on a 2-core machine: elementwise
-#: layers on tensors far larger than the caches), so bigger CPU batches are split; accelerators
-#: get the whole batch. ``python benchmarks/eval_batch.py`` measures it on a machine.
+#: images. With glibc's default allocator the time per image grows past that (1.8x at 32 images on
+#: a 2-core machine: the large activations are page-faulted in afresh on every call, see
+#: :mod:`invdiff.allocator`), so bigger CPU batches are split; accelerators get the whole batch.
+#: ``python benchmarks/cpu_eval.py`` measures it on a machine.
 CPU_EVAL_VALUES = 8 * 128 * 128
 
 

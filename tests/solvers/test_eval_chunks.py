@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from invdiff.pipeline.orientation import ReorientedPrior, SliceOrientation
 from invdiff.solvers import loop
-from invdiff.solvers.kspace_mix import kspace_mix
+from invdiff.solvers.registry import get_solver
 from invdiff.solvers.steps import schedule
 
 
@@ -42,15 +44,22 @@ def test_chunks_give_the_one_call_result(prior, monkeypatch):
     torch.testing.assert_close(got, want)
 
 
-def test_solver_result_does_not_depend_on_the_chunking(prior, kcrop, monkeypatch):
+@pytest.mark.parametrize("solver", ["kspace-mix", "ddnm", "diffpir", "dps"])
+@pytest.mark.parametrize("reoriented", [False, True])
+def test_solver_result_does_not_depend_on_the_chunking(solver, reoriented, prior, kcrop,
+                                                       monkeypatch):
+    """Every network-guided solver (dps through the gradient of the chunked calls), also with
+    the prior seen through a slice reorientation as ``invdiff solve`` uses it."""
     op = kcrop(8)
     x = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(2))
     y = op(x)
+    inner = (ReorientedPrior(prior, SliceOrientation(transpose=True, flip_rows=True))
+             if reoriented else prior)
 
     def run():
-        wrapped = _Recording(prior)
-        out = kspace_mix(op, y, wrapped, steps=5, n_samples=4,
-                         generator=torch.Generator().manual_seed(0))
+        wrapped = _Recording(inner)
+        out = get_solver(solver)(op, y, wrapped, steps=5, n_samples=4,
+                                 generator=torch.Generator().manual_seed(0))
         return out.samples, wrapped.calls
 
     whole, calls_whole = run()
