@@ -62,8 +62,13 @@ class DemoConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.samples < 1:
-            raise ValueError(f"steps and samples must be >= 1, got {self.steps}, {self.samples}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.samples < 2:
+            raise ValueError(f"samples must be >= 2 (the demo shows the mean and the std map of "
+                             f"several posterior samples), got {self.samples}")
+        if not 0.0 < self.lam <= 1.0:
+            raise ValueError(f"lambda must be in (0, 1], got {self.lam}")
         bad = [lam for lam in self.sweep if not 0.0 <= lam <= 1.0]
         if bad:
             raise ValueError(f"sweep lambdas must lie in [0, 1] (0 = unguided), got {bad}")

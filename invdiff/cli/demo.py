@@ -23,7 +23,8 @@ def demo(
     prior: Annotated[str, typer.Option(help="'default', a prior file or a plugin name.")] = (
         "default"),
     steps: Annotated[int, typer.Option(help="Sampler steps (the seed used 1000).")] = 50,
-    samples: Annotated[int, typer.Option(help="Posterior samples for the mean and std.")] = 4,
+    samples: Annotated[int, typer.Option(
+        help="Posterior samples for the mean and std map (at least 2).")] = 4,
     lam: Annotated[float, typer.Option("--lambda", help="kspace-mix lambda in (0, 1].")] = 1.0,
     sweep: Annotated[bool, typer.Option(help="Also run the lambda sweep (seed Fig. 4).")] = True,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,

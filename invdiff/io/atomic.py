@@ -39,10 +39,31 @@ def check_outputs(
         if path in seen:
             raise OutputIsInputError(f"output {out} is named twice")
         seen.add(path)
+        if path.is_dir():
+            raise IsADirectoryError(f"output {out} is a folder; name a file")
         if path.exists() and not overwrite:
             raise OutputExistsError(f"output {out} exists; pass --overwrite to replace it")
         if not path.parent.is_dir():
             raise FileNotFoundError(f"output folder {path.parent} does not exist")
+        _check_writable(path.parent)
+
+
+def _check_writable(folder: Path) -> None:
+    """Create and remove a temporary file in ``folder``: a run finds out that it cannot write
+    its outputs before it works, not after (``os.access`` misses ACLs, read-only mounts, root)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".invdiff-write-check.", dir=folder)
+    except OSError as exc:
+        raise PermissionError(f"cannot write to output folder {folder}: "
+                              f"{exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def full_suffix(path: str | os.PathLike) -> str:
+    """``.nii.gz`` for gzipped NIfTI names in any letter case, else the last suffix."""
+    name = Path(path).name
+    return name[-7:] if name.lower().endswith(".nii.gz") else Path(path).suffix
 
 
 @contextlib.contextmanager
@@ -54,9 +75,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     ``path`` is left untouched.
     """
     path = Path(path)
-    if suffix is None:
-        suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    tmp_path = _temporary(path, suffix)
+    tmp_path = _temporary(path, full_suffix(path) if suffix is None else suffix)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -77,8 +96,7 @@ def atomic_outputs(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
         temps: list[Path] = []
         for path in paths:
             path = Path(path)
-            suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
-            tmp = _temporary(path, suffix)
+            tmp = _temporary(path, full_suffix(path))
             temps.append(tmp)
             stack.callback(_unlink_quietly, tmp)
         yield temps
@@ -87,12 +105,15 @@ def atomic_outputs(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
 
 
 def _temporary(path: Path, suffix: str) -> Path:
-    """An empty temporary file beside ``path`` with the permissions a new file would get.
+    """An empty temporary file beside ``path`` (``suffix`` in lower case) with the permissions a
+    new file would get.
 
     ``mkstemp`` creates files readable by their owner only (0600); outputs are ordinary files
     (``0666`` less the umask), so that e.g. a colleague's viewer can open them.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+    # lower-case suffix: writers (and nibabel) recognise ``.nii.gz``, not always ``.NII.GZ``
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix.lower()}",
+                               dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
     finally:

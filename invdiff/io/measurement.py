@@ -143,14 +143,18 @@ def read_measurement(path: str | os.PathLike) -> Measurement:
     if not (math.isfinite(sigma) and sigma >= 0):
         raise MeasurementError(f"{path}: noise_sigma must be finite and >= 0, got {sigma}")
     scale = _number(arrays, "scale", math.nan, path)
-    if math.isfinite(scale) and scale <= 0:
-        raise MeasurementError(f"{path}: scale must be > 0, got {scale}")
+    if not math.isnan(scale) and not (math.isfinite(scale) and scale > 0):
+        raise MeasurementError(f"{path}: scale must be finite and > 0 (NaN when unknown), "
+                               f"got {scale}")
     has_source = "source_shape" in arrays
     source_shape = (_integers(arrays, "source_shape", path) if has_source else ()) or None
-    affine = arrays.get("source_affine")
-    if affine is not None and (affine.shape != (4, 4) or not np.isfinite(affine).all()):
-        affine = None
+    if source_shape is not None and (len(source_shape) not in (2, 3) or min(source_shape) < 1):
+        raise MeasurementError(f"{path}: source_shape must be 2 or 3 positive sizes, "
+                               f"got {source_shape}")
+    affine = _source_affine(arrays, path)
     axis = _integer(arrays, "axis", -1, path)
+    if source_shape is not None and len(source_shape) == 3 and not 0 <= axis < 3:
+        raise MeasurementError(f"{path}: axis must be 0, 1 or 2 for a 3D source_shape, got {axis}")
     unit = _text(arrays, "source_unit", path) if "source_unit" in arrays else ""
     if unit not in ("", *SPATIAL_UNITS):
         raise MeasurementError(f"{path}: source_unit must be one of {list(SPATIAL_UNITS)} or "
@@ -166,6 +170,26 @@ def read_measurement(path: str | os.PathLike) -> Measurement:
         axis=None if axis < 0 else axis,
         source_unit=unit or None,
     )
+
+
+def _source_affine(arrays: dict[str, np.ndarray], path: Path) -> np.ndarray | None:
+    """``source_affine``: ``None`` when absent or all NaN (no affine), else a checked 4x4 affine."""
+    affine = arrays.get("source_affine")
+    if affine is None:
+        return None
+    if affine.shape != (4, 4) or affine.dtype.kind not in "fiu":
+        raise MeasurementError(f"{path}: source_affine must be a 4x4 real array (all NaN when "
+                               f"unknown), got {affine.dtype} {affine.shape}")
+    affine = affine.astype(np.float64)
+    if np.isnan(affine).all():
+        return None
+    if not np.isfinite(affine).all():
+        raise MeasurementError(f"{path}: source_affine has NaN/Inf entries (all NaN means "
+                               "unknown)")
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-12 or not np.allclose(affine[3], [0, 0, 0, 1]):
+        raise MeasurementError(f"{path}: source_affine is not a voxel-to-world affine (singular "
+                               "3x3 part or last row not 0 0 0 1)")
+    return affine
 
 
 def _scalar(arrays: dict[str, np.ndarray], key: str, kinds: str, what: str, path: Path) -> Any:

@@ -141,7 +141,9 @@ def _from_measurement(path: Path, config: SolveConfig, m: Measurement) -> SliceP
             f"along axis {axis}"
         )
     if ndim == 2 and m.kspace.shape[0] != 1:
-        raise ProblemError(f"{path}: {m.kspace.shape[0]} slices but a 2D source shape")
+        what = f"source_shape {m.source_shape}" if m.source_shape else "no source_shape"
+        raise ProblemError(f"{path}: {m.kspace.shape[0]} slices but {what}; several slices need "
+                           "the 3D source_shape and axis of their volume")
     out_shape = _grid(m.image_shape, m.kspace.shape[0], ndim, axis)
     affine = None if m.source_affine is None else resampled_affine(
         m.source_affine, m.source_shape, out_shape)

@@ -19,10 +19,19 @@ import numpy as np
 import torch
 
 from invdiff.config import SolveConfig
-from invdiff.io import atomic_outputs, check_outputs, image_kind, read_image, write_image
+from invdiff.io import (
+    atomic_outputs,
+    check_outputs,
+    image_kind,
+    is_measurement_file,
+    read_image,
+    write_image,
+)
+from invdiff.io.atomic import full_suffix
 from invdiff.manifest import ManifestError, environment, manifest_path, sha256_file, write_manifest
 from invdiff.metrics import auto_mask, evaluate
-from invdiff.pipeline.problem import load_problem, read_input
+from invdiff.pipeline.evaluate import check_same_grid
+from invdiff.pipeline.problem import SliceProblem, load_problem, read_input
 from invdiff.pipeline.solve import SolveOutput, check_solver_options, for_solver, solve_problem
 
 
@@ -39,6 +48,8 @@ class SolveRequest:
         config_file: the TOML file the configuration came from (recorded, never overwritten).
         expected_sha256: ``{"input": ..., "prior": ..., "reference": ...}`` digests a re-run
             must match.
+        ignore_geometry: compare with the reference even when its affine and the output's put
+            the voxels in different places.
     """
 
     input: Path
@@ -48,6 +59,7 @@ class SolveRequest:
     overwrite: bool = False
     config_file: Path | None = None
     expected_sha256: dict[str, str | None] = field(default_factory=dict)
+    ignore_geometry: bool = False
 
 
 def output_paths(out: Path, config: SolveConfig) -> dict[str, Path]:
@@ -105,7 +117,10 @@ def run_solve(
     check_device(cfg.device)
 
     check_solver_options(solver, cfg.solver, cfg.options)
-    loaded = read_input(request.input, cfg)  # bad input is reported before (whatever) the prior
+    # with a measurement file and a reference, --frame picks the reference's volume (_reference)
+    frame_is_reference = request.reference is not None and is_measurement_file(request.input)
+    loaded = read_input(  # bad input is reported before (whatever) the prior
+        request.input, dataclasses.replace(cfg, frame=None) if frame_is_reference else cfg)
     t_prior = time.perf_counter()
     prior = resolve_prior(cfg.prior, cfg.device)
     c, ph, pw = prior.image_shape
@@ -115,7 +130,7 @@ def run_solve(
     problem = load_problem(request.input, cfg, (ph, pw), loaded)
     if problem.ndim == 3 and image_kind(request.out) == "png":
         raise ValueError(f"output {request.out}: PNG holds 2D images; use .nii.gz or .npy")
-    reference = _reference(request.reference, problem.output_shape, cfg.frame)  # before solving
+    reference = _reference(request, problem, cfg.frame)  # before solving
     t_solve = time.perf_counter()
     output = solve_problem(problem, prior, solver, cfg, progress)
     t_write = time.perf_counter()
@@ -148,7 +163,7 @@ def run_solve(
         "batches": output.batches,
         "reference": None if request.reference is None else {
             "path": str(request.reference.resolve()),
-            "sha256": digests["reference"]},
+            "sha256": digests["reference"], "ignore_geometry": request.ignore_geometry},
         "metrics": metrics,
     }
     with atomic_outputs(list(paths.values())) as temps:  # all or nothing, manifest last
@@ -173,17 +188,26 @@ def _write_images(paths: dict[str, Path], output: SolveOutput, affine: np.ndarra
 
 
 def _reference(
-    path: Path | None, shape: tuple[int, ...], frame: int | None
+    request: SolveRequest, problem: SliceProblem, frame: int | None
 ) -> np.ndarray | None:
-    """The reference image, checked against the output shape before any solving."""
+    """The reference image, checked against the output's shape and grid before any solving.
+
+    ``frame`` picks the volume of a 4D image input, and of a 4D reference beside it; with a
+    measurement file (one volume) it picks the reference's volume, so the reference must be 4D.
+    """
+    path, shape = request.reference, problem.output_shape
     if path is None:
         return None
     if not path.is_file():
         raise FileNotFoundError(f"reference {path} does not exist")
-    ref = read_image(path, frame=frame, frame_if_4d=True).data  # --frame picks the input's volume
-    if ref.shape != tuple(shape):
-        raise ValueError(f"reference {path} has shape {ref.shape}; the output will be {shape}")
-    return ref
+    ref = read_image(path, frame=frame, frame_if_4d=problem.kind != "measurement")
+    if ref.data.shape != tuple(shape):
+        raise ValueError(f"reference {path} has shape {ref.data.shape}; the output will be {shape}")
+    if not request.ignore_geometry:
+        check_same_grid((problem.affine, problem.spatial_unit,
+                         f"the reconstruction of {request.input}"),
+                        (ref.affine, ref.spatial_unit, f"reference {path}"), shape)
+    return ref.data
 
 
 def check_device(device: str) -> None:
@@ -219,7 +243,7 @@ def _prior_file(name: str) -> Path | None:
 
 def _suffixed(path: Path, suffix: str) -> Path:
     name = path.name
-    ext = ".nii.gz" if name.endswith(".nii.gz") else path.suffix
+    ext = full_suffix(path)
     return path.with_name(name[: len(name) - len(ext)] + suffix + ext)
 
 

@@ -152,6 +152,37 @@ def test_outputs_are_safe(run, meas, tiny_prior, tmp_path):
     assert r.exit_code == 0 and np.load(out).shape == (16, 16, 3)
 
 
+def test_unwritable_outputs_are_refused_before_solving(run, meas, tiny_prior, tmp_path,
+                                                       monkeypatch):
+    import invdiff.pipeline.run as run_module
+
+    def must_not_run(*_args, **_kwargs):
+        raise AssertionError("solved before checking the output")
+
+    monkeypatch.setattr(run_module, "solve_problem", must_not_run)
+    (tmp_path / "taken.nii.gz").mkdir()
+    r = run("solve", meas, "--prior", tiny_prior, "--out", tmp_path / "taken.nii.gz",
+            "--overwrite", *FAST)
+    _assert_one_line_error(r, "taken.nii.gz is a folder")
+    import invdiff.io.atomic as atomic
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp",
+                        lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "denied")))
+    r = run("solve", meas, "--prior", tiny_prior, "--out", tmp_path / "o.nii.gz", *FAST)
+    _assert_one_line_error(r, "cannot write to output folder")
+    r = run("simulate", meas, "--operator", "kcrop:8", "--out", tmp_path / "m2.npz")
+    assert r.exit_code == 2
+
+
+def test_upper_case_nifti_outputs(run, meas, tiny_prior, tmp_path):
+    r = run("solve", meas, "--prior", tiny_prior, "--out", tmp_path / "R.NII.GZ", "--samples", "2",
+            *FAST)
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "R.NII.GZ" in names and "R_std.NII.GZ" in names, names
+    assert nib.load(tmp_path / "R_std.NII.GZ").shape == (16, 16, 3)
+
+
 def test_ctrl_c_stops_cleanly(run, meas, tiny_prior, tmp_path, monkeypatch):
     """Ctrl-C in the second batch: exit 130, says where it stopped, leaves no file behind."""
     import invdiff.solvers.registry as registry

@@ -102,6 +102,43 @@ def test_check_outputs(tmp_path):
     check_outputs([src], [], overwrite=True)
 
 
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, monkeypatch):
+    (tmp_path / "taken.nii.gz").mkdir()
+    with pytest.raises(IsADirectoryError, match="taken.nii.gz is a folder"):
+        check_outputs([tmp_path / "taken.nii.gz"], [], overwrite=True)
+    import invdiff.io.atomic as atomic
+
+    def refuse(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)  # what a read-only folder does
+    with pytest.raises(PermissionError, match=f"cannot write to output folder {tmp_path}"):
+        check_outputs([tmp_path / "out.nii.gz"], [], overwrite=False)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root writes to read-only folders")
+def test_read_only_folder_is_refused(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError, match="cannot write to output folder"):
+            check_outputs([folder / "out.nii.gz"], [], overwrite=False)
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("name", ["UP.NII.GZ", "UP.NII", "UP.NPY"])
+def test_upper_case_suffixes_are_written_in_their_format(tmp_path, name):
+    data = np.arange(20, dtype=np.float32).reshape(4, 5)
+    write_image(tmp_path / name, data)
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
+    np.testing.assert_array_equal(read_image(tmp_path / name).data, data)
+    if name.lower().endswith(".gz"):
+        assert (tmp_path / name).read_bytes()[:2] == b"\x1f\x8b"  # gzip, as the name says
+
+
 def test_atomic_path_leaves_nothing_on_error(tmp_path):
     target = tmp_path / "out.npy"
     with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
@@ -239,6 +276,36 @@ def test_measurement_fields_of_the_wrong_kind(tmp_path, key, value, message):
     np.savez(tmp_path / "m.npz", **arrays)
     with pytest.raises(MeasurementError, match=message):
         read_measurement(tmp_path / "m.npz")
+
+
+_SLAB = {"source_shape": [16, 16, 1], "axis": 2}
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"scale": np.inf}, "scale must be finite and > 0"),
+    ({"scale": -2.0}, "scale must be finite and > 0"),
+    ({"source_affine": np.eye(3)}, "source_affine must be a 4x4 real array"),
+    ({"source_affine": np.zeros((4, 4))}, "not a voxel-to-world affine"),
+    ({"source_affine": np.diag([np.nan, 1.0, 1.0, 1.0])}, "source_affine has NaN/Inf entries"),
+    ({"source_shape": [16, 16, 1, 1], "axis": 2}, "source_shape must be 2 or 3 positive sizes"),
+    ({"source_shape": [16, 16, 1], "axis": 5}, "axis must be 0, 1 or 2 for a 3D source_shape"),
+    ({**_SLAB, "axis": -1}, "axis must be 0, 1 or 2"),
+])
+def test_inconsistent_measurement_fields_are_refused(tmp_path, fields, message):
+    arrays = {"format": "invdiff.measurement", "version": 1, "operator": "kcrop:4",
+              "kspace": np.ones((1, 4, 4), np.complex64), "image_shape": [16, 16], **fields}
+    np.savez(tmp_path / "m.npz", **arrays)
+    with pytest.raises(MeasurementError, match=message):
+        read_measurement(tmp_path / "m.npz")
+
+
+def test_unknown_scale_and_affine_markers_still_read(tmp_path):
+    arrays = {"format": "invdiff.measurement", "version": 1, "operator": "kcrop:4",
+              "kspace": np.ones((1, 4, 4), np.complex64), "image_shape": [16, 16],
+              "scale": np.nan, "source_affine": np.full((4, 4), np.nan), **_SLAB}
+    np.savez(tmp_path / "m.npz", **arrays)
+    m = read_measurement(tmp_path / "m.npz")
+    assert m.scale is None and m.source_affine is None and m.axis == 2
 
 
 def test_palette_png_is_read_as_grey_values(tmp_path):

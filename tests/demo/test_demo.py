@@ -77,3 +77,17 @@ def test_one_sample_row_is_timed_as_one_samples_share(monkeypatch):
     one, post = demo.posterior_runs(None, None, SolveConfig(samples=4), 32)
     assert one.seconds_per_slice == 2.0 and post.seconds_per_slice == 8.0
     assert np.array_equal(one.mean, samples[0]) and one.method.endswith("(1 sample)")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--samples", "1"], "samples must be >= 2"),
+    (["--lambda", "0"], "lambda must be in (0, 1], got 0.0"),
+    (["--lambda", "1.5"], "lambda must be in (0, 1], got 1.5"),
+])
+def test_demo_settings_are_checked_before_anything_is_written(tmp_path, extra, message):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), *extra])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == f"error: {message}" or message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
