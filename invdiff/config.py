@@ -161,6 +161,8 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     except ModuleNotFoundError as exc:  # Python 3.10
         raise ConfigError("--config needs Python >= 3.11 (the tomllib module)") from exc
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"config file {path} is a folder; name a .toml file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     try:

@@ -169,7 +169,8 @@ def _from_image(config: SolveConfig, prior_hw: tuple[int, int], image: Image) ->
     if small[0] > big[0] or small[1] > big[1]:
         raise ProblemError(
             f"input slices are {small[0]}x{small[1]}, larger than the prior's "
-            f"{big[0]}x{big[1]} images; nothing to super-resolve"
+            f"{big[0]}x{big[1]} images in at least one direction; a low-resolution input "
+            "must fit inside them"
         )
     if small == tuple(big) and config.operator is None:
         raise ProblemError(

@@ -114,15 +114,26 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int]:
         raise FileNotFoundError(f"no prior checkpoint at {path}")
     size = path.stat().st_size
     with path.open("rb") as f:
-        head = f.read(8)
-        if head[:2] == b"PK" or head[:1] == b"\x80":
+        head = f.read(9)
+        if head[:1] == b"\x80":
             raise CheckpointError(
-                f"{path} is a pickle/torch.save file; invdiff loads only safetensors "
+                f"{path} is a pickle file; invdiff loads only safetensors "
                 "checkpoints and never unpickles (re-export the weights with save_prior)"
             )
-        if len(head) < 8:
+        if head[:2] == b"PK":
+            raise CheckpointError(
+                f"{path} is a zip archive (a torch.save file or an .npz?), not a safetensors "
+                "checkpoint; invdiff never unpickles (re-export torch weights with save_prior)"
+            )
+        if head[:2] == b"\x1f\x8b":
+            raise CheckpointError(f"{path} is gzip-compressed (a .nii.gz?), not a safetensors "
+                                  "checkpoint")
+        if len(head) < 9:
             raise CheckpointError(f"{path} is truncated or not a safetensors file ({size} bytes)")
-        n = int.from_bytes(head, "little")
+        if head[8:9] != b"{":  # the header is a JSON object
+            raise CheckpointError(f"{path} is not a safetensors file (no JSON header)")
+        f.seek(8)
+        n = int.from_bytes(head[:8], "little")
         if n > _MAX_HEADER:
             raise CheckpointError(f"{path} is not a safetensors file (header size {n})")
         if 8 + n > size:

@@ -128,6 +128,7 @@ def test_bad_configs(run, meas, tiny_prior, tmp_path):
     _assert_one_line_error(run("solve", meas, "--config", cfg, "--out", out),
                            "no option 'wobble'", "eta")
     _assert_one_line_error(run("solve", meas, "--lambda", "1.5", "--out", out), "lambda")
+    _assert_one_line_error(run("solve", meas, "--config", tmp_path, "--out", out), "is a folder")
 
 
 def test_debug_shows_the_traceback(run, tiny_prior, tmp_path):

@@ -122,6 +122,22 @@ def test_garbage_and_missing_files(tmp_path):
         load_prior(tmp_path / "absent.ckpt")
 
 
+def test_image_and_data_files_given_as_priors_are_named(tmp_path):
+    """Mistakes a user makes with --prior: a measurement (.npz), a NIfTI, a gzipped NIfTI."""
+    import gzip
+
+    import nibabel as nib
+    import numpy as np
+
+    np.savez(tmp_path / "meas.npz", a=np.zeros(3))
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 2), np.float32), np.eye(4)), tmp_path / "v.nii")
+    (tmp_path / "v.nii.gz").write_bytes(gzip.compress((tmp_path / "v.nii").read_bytes()))
+    for name, message in [("meas.npz", "is a zip archive"), ("v.nii", "not a safetensors file"),
+                          ("v.nii.gz", "is gzip-compressed")]:
+        with pytest.raises(CheckpointError, match=message):
+            load_prior(tmp_path / name)
+
+
 @pytest.mark.parametrize("header", [
     {"w": 5},
     {"w": {"dtype": "F32"}},
