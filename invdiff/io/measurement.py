@@ -109,6 +109,9 @@ def read_measurement(path: str | os.PathLike) -> Measurement:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"input {path} does not exist")
+    with path.open("rb") as f:
+        if f.read(2) != b"PK":  # numpy would try it as a pickle and say so
+            raise MeasurementError(f"{path}: not an .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

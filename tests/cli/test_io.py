@@ -299,6 +299,13 @@ def test_inconsistent_measurement_fields_are_refused(tmp_path, fields, message):
         read_measurement(tmp_path / "m.npz")
 
 
+def test_garbage_measurement_file_is_named_without_numpy_pickle_hints(tmp_path):
+    (tmp_path / "m.npz").write_bytes(b"definitely not a zip archive")
+    with pytest.raises(MeasurementError, match="not an .npz file") as err:
+        read_measurement(tmp_path / "m.npz")
+    assert "pickle" not in str(err.value)
+
+
 def test_unknown_scale_and_affine_markers_still_read(tmp_path):
     arrays = {"format": "invdiff.measurement", "version": 1, "operator": "kcrop:4",
               "kspace": np.ones((1, 4, 4), np.complex64), "image_shape": [16, 16],
