@@ -15,6 +15,8 @@ Example: invdiff train invdiff/data/brain128.npz --out vdm.ckpt --steps 20000 --
 
 Example (continue later): invdiff train invdiff/data/brain128.npz --out vdm.ckpt --resume
 
+Example (start afresh over an earlier run): invdiff train data.npz --out vdm.ckpt --overwrite
+
 Example (2 GPUs): torchrun --nproc-per-node 2 -m invdiff.cli.app train data.npz --out vdm.ckpt
 """
 
@@ -45,6 +47,9 @@ def train(
     ema_decay: Annotated[float, typer.Option(help="EMA decay of the saved weights.")] = 0.999,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT's resume file.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Start afresh although OUT, its resume file or its log exist (replaced at the "
+             "first checkpoint); without it or --resume that is an error.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     bf16: Annotated[bool, typer.Option(help="bf16 autocast.")] = False,
     compile: Annotated[bool, typer.Option(help="torch.compile the network.")] = False,
@@ -87,7 +92,8 @@ def train(
             written = cli_train(
                 data, out, preset=preset, val_data=tuple(val_data or ()), steps=steps,
                 minutes=minutes, batch_size=batch_size, lr=lr, warmup=warmup, cooldown=cooldown,
-                ema_decay=ema_decay, seed=seed, resume=resume, device=device, bf16=bf16,
+                ema_decay=ema_decay, seed=seed, resume=resume, overwrite=overwrite,
+                device=device, bf16=bf16,
                 compile=compile, image_size=image_size, axes=axis_list, augment=augment,
                 augment_preset=augment_preset, init=init,
                 reorient=reorient,

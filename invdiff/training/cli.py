@@ -24,6 +24,7 @@ def cli_train(
     ema_decay: float = 0.999,
     seed: int = 0,
     resume: bool = False,
+    overwrite: bool = False,
     device: str = "auto",
     bf16: bool = False,
     compile: bool = False,
@@ -55,6 +56,9 @@ def cli_train(
         cooldown: decay the learning rate to 0 over the last this many steps before ``steps``
             (``cooldown_steps`` of :class:`TrainConfig`; may be set when resuming).
         resume: continue from the resume file next to ``output``.
+        overwrite: start afresh although ``output``, its resume file or its log exist (they are
+            replaced at the new run's first checkpoint). Without ``resume`` or ``overwrite``
+            any of them existing is an error (``OutputExistsError``, a ``FileExistsError``).
         device: ``auto``, ``cpu``, ``cuda``...; bf16: bf16 autocast; compile: ``torch.compile``.
         image_size: side of the model's square images (default: the preset's, 128).
         axes: volume axes to slice: a sequence, or a string ``"all"`` / ``"0,2"``.
@@ -103,6 +107,7 @@ def cli_train(
         ema_decay=ema_decay,
         max_steps=steps, max_minutes=minutes, val_every=val_every, ckpt_every=ckpt_every,
         log_every=log_every, seed=seed, device=device, bf16=bf16, compile=compile,
-        resume=resume, progress=progress, init=None if init is None else str(init),
+        resume=resume, overwrite=overwrite, progress=progress,
+        init=None if init is None else str(init),
     )
     return train(config)

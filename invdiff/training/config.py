@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from invdiff.io.atomic import OutputExistsError
+
 #: Settings that may change between a run and its resumption (budgets, display, bookkeeping).
 RESUMABLE_CHANGES = frozenset(
-    {"max_steps", "max_minutes", "resume", "progress", "log_every", "val_every", "ckpt_every",
-     "compile", "device", "output", "cooldown_steps"}
+    {"max_steps", "max_minutes", "resume", "overwrite", "progress", "log_every", "val_every",
+     "ckpt_every", "compile", "device", "output", "cooldown_steps"}
 )
 
 
@@ -177,6 +179,10 @@ class TrainConfig:
         bf16: run the forward pass under bf16 autocast (CPU and GPU).
         compile: wrap the loss computation in ``torch.compile``.
         resume: continue from the resume file next to ``output`` (error if absent).
+        overwrite: start afresh even if ``output``, its resume file or its log exist (without
+            it, and without ``resume``, any of them existing is an error,
+            :func:`check_run_outputs`); they are replaced when the new run writes its first
+            checkpoint, the log then holding only the new run's rows.
         progress: show the rich progress display (rank 0 only).
         init: a prior file whose weights start the run (fine-tuning; the optimiser, step count
             and data order start afresh); its model configuration must equal ``model``.
@@ -209,6 +215,7 @@ class TrainConfig:
     bf16: bool = False
     compile: bool = False
     resume: bool = False
+    overwrite: bool = False
     progress: bool = True
     init: str | None = None
     init_sha256: str | None = None
@@ -232,6 +239,9 @@ class TrainConfig:
             raise ValueError(f"max_minutes must be > 0 or None, got {self.max_minutes}")
         if not str(self.output):
             raise ValueError("output path is empty")
+        if self.resume and self.overwrite:
+            raise ValueError("pass either --resume (continue the run) or --overwrite (start "
+                             "afresh), not both")
         model_size = getattr(self.model, "image_size", None)
         if model_size is not None and model_size != self.data.image_size:
             raise ValueError(
@@ -261,6 +271,24 @@ def log_path(output: str | Path) -> Path:
     """The JSON-lines log of a run writing ``output``: ``vdm.ckpt`` -> ``vdm.log.jsonl``."""
     p = Path(output)
     return p.with_name(p.stem + ".log.jsonl")
+
+
+def check_run_outputs(output: str | Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a fresh run over an earlier one's files.
+
+    Without ``resume`` or ``overwrite``, ``output``, its :func:`resume_path` and its
+    :func:`log_path` must not exist: a new run would replace the prior and mix its log rows into
+    the old run's log.
+
+    Raises:
+        OutputExistsError: one of them exists (the message names it).
+    """
+    if resume or overwrite:
+        return
+    for path in (Path(output), resume_path(output), log_path(output)):
+        if path.exists():
+            raise OutputExistsError(f"{path} exists; pass --resume to continue that run or "
+                                    "--overwrite to start afresh")
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:

@@ -67,7 +67,8 @@ def load_image_sets(config: DataConfig) -> ImageSets:
 
 
 def load_npz(path: Path, key: str, image_size: int, required: bool = True) -> Tensor:
-    """Array ``key`` of an ``.npz`` file as float16 ``(N, 1, S, S)``, checked to lie in [-1, 1].
+    """Array ``key`` of an ``.npz`` file as float16 ``(N, 1, S, S)``, checked to be real,
+    finite and in [-1, 1].
 
     With ``required=False`` a missing key gives an empty tensor.
     """
@@ -83,8 +84,14 @@ def load_npz(path: Path, key: str, image_size: int, required: bool = True) -> Te
         raise ValueError(
             f"{path}[{key!r}] has shape {a.shape}, expected (N, {image_size}, {image_size})"
         )
+    if a.dtype.kind == "c":  # refused, not reduced to its magnitude (as invdiff solve does)
+        raise TypeError(f"{path}[{key!r}]: complex data {a.dtype}; expected a real float array "
+                        "in [-1, 1]")
     if not np.issubdtype(a.dtype, np.floating):
         raise TypeError(f"{path}[{key!r}] has dtype {a.dtype}, expected a float array in [-1, 1]")
+    finite = np.isfinite(a)
+    if not finite.all():  # worded as invdiff.io.images words a NaN/Inf input image
+        raise ValueError(f"{path}[{key!r}]: {int((~finite).sum())} value(s) are NaN or Inf")
     lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
     if lo < -1.001 or hi > 1.001:
         raise ValueError(f"{path}[{key!r}] has values in [{lo:.3g}, {hi:.3g}], expected [-1, 1]")

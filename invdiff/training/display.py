@@ -15,14 +15,31 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from invdiff.io.atomic import write_atomic
+
 
 class JsonlLog:
-    """Append-only log, one JSON object per line (``step``, ``loss``, ``bpd``, ``val_bpd``...)."""
+    """Append-only log, one JSON object per line (``step``, ``loss``, ``bpd``, ``val_bpd``...).
 
-    def __init__(self, path: Path, enabled: bool = True):
+    With ``replace`` (a run started with ``overwrite``) an existing file at ``path`` belongs to
+    an earlier run: it is never appended to. Rows are held in memory until :meth:`commit` (called
+    at the run's first checkpoint) writes them over it atomically; later rows are appended.
+    """
+
+    def __init__(self, path: Path, enabled: bool = True, replace: bool = False):
         self.path, self.enabled = path, enabled
+        self._pending: list[str] | None = None
         if enabled:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if replace and (path.exists() or path.is_symlink()):
+                self._pending = []
+
+    def commit(self) -> None:
+        """Write rows held back by ``replace`` over the old file (atomically); then append."""
+        if self._pending is None:
+            return
+        text, self._pending = "".join(self._pending), None
+        write_atomic(self.path, lambda tmp: tmp.write_text(text))
 
     def drop_after(self, step: int) -> None:
         """Remove rows with ``step`` beyond ``step`` (a resumed run will write them again)."""
@@ -34,9 +51,13 @@ class JsonlLog:
             self.path.write_text("".join(ln + "\n" for ln in kept))
 
     def write(self, row: dict[str, Any]) -> None:
-        if self.enabled:
-            with self.path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+        if not self.enabled:
+            return
+        if self._pending is not None:
+            self._pending.append(json.dumps(row) + "\n")
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 class RunDisplay:

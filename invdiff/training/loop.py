@@ -37,6 +37,7 @@ from invdiff.training import distributed as tdist
 from invdiff.training.augment import apply_augment, sample_augment
 from invdiff.training.config import (
     TrainConfig,
+    check_run_outputs,
     config_mismatch,
     config_to_dict,
     log_path,
@@ -82,10 +83,15 @@ class Trainer:
         export: ``export(path, ema_model, metadata)`` writes the prior file
             (:func:`invdiff.priors.checkpoint.save_prior` for VDMs).
         images: preloaded data (default: :func:`load_image_sets` of ``config.data``).
+
+    Raises:
+        OutputExistsError: a fresh run (neither ``resume`` nor ``overwrite``) would write over
+            an earlier run's prior, resume file or log (:func:`check_run_outputs`).
     """
 
     def __init__(self, config: TrainConfig, model: nn.Module, export: ExportFn,
                  images: ImageSets | None = None):
+        check_run_outputs(config.output, config.resume, config.overwrite)
         self.config, self.export = config, export
         self.info = tdist.setup(config.device)
         self.device = self.info.device
@@ -116,11 +122,6 @@ class Trainer:
         self.last_val: float | None = None
         if config.resume:
             self._load(resume_path(self.output))
-        elif resume_path(self.output).exists():
-            raise FileExistsError(
-                f"{resume_path(self.output)} exists: continue that run with --resume "
-                "(resume=True in Python) or delete it to start afresh"
-            )
         loss_module: nn.Module = _LossModule(self.model)
         if self.info.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -128,7 +129,9 @@ class Trainer:
         if config.compile:
             _compile_in_place(self.model, loss_module)
         self.loss_module = loss_module
-        self.log = JsonlLog(log_path(self.output), enabled=self.info.is_main)
+        # overwrite: an old log is replaced at the first checkpoint, never appended to
+        self.log = JsonlLog(log_path(self.output), enabled=self.info.is_main,
+                            replace=config.overwrite)
         if config.resume:  # rows written after the checkpoint we resume from are replayed
             self.log.drop_after(self.step_count)
 
@@ -202,6 +205,7 @@ class Trainer:
             with atomic_write(self.output) as tmp:
                 self.export(tmp, self.ema, meta)
             save_resume(resume_path(self.output), self._state(rng))
+            self.log.commit()  # (overwrite) the new run's log replaces the old one now
         tdist.barrier(self.info)
 
     def _state(self, rng: dict[str, Tensor]) -> ResumeState:
@@ -369,10 +373,15 @@ def train(config: TrainConfig) -> Path:
 
     Builds ``VDM(config.model)`` with weights seeded by ``config.seed`` and exports with
     :func:`invdiff.priors.checkpoint.save_prior`. Under ``torchrun`` every rank calls this.
+
+    Raises:
+        OutputExistsError: ``config.output``, its resume file or its log exists and neither
+            ``config.resume`` nor ``config.overwrite`` is set (checked before anything else).
     """
     from invdiff.priors.checkpoint import save_prior
     from invdiff.priors.vdm import VDM
 
+    check_run_outputs(config.output, config.resume, config.overwrite)
     torch.manual_seed(config.seed)  # the U-Net uses torch's default initialisers
     model = VDM(config.model, generator=torch.Generator().manual_seed(config.seed))
     if config.init is not None and not config.resume:

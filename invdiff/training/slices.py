@@ -1,7 +1,8 @@
 """2D training slices from NIfTI volumes and PNG images.
 
 For each volume (``.nii``/``.nii.gz``; 4D volumes use their first frame; a 2D image is one
-slice along axis 2, whatever ``DataConfig.axes`` says):
+slice along axis 2, whatever ``DataConfig.axes`` says; complex data or NaN/Inf voxels are an
+error, as for ``invdiff solve``):
 
 1. magnitude ``m = |v|`` and its robust scale ``s`` over the whole volume
    (:func:`invdiff.intensity.robust_scale`, the 99.5th percentile);
@@ -133,23 +134,26 @@ def _kind(path: Path) -> str | None:
 
 
 def _read_nifti(path: Path) -> tuple[Tensor, tuple[float, float, float], np.ndarray]:
-    """Magnitude volume, voxel sizes and affine of a 3D (or the first frame of a 4D) NIfTI."""
+    """Magnitude volume, voxel sizes and affine of a 3D (or the first frame of a 4D) NIfTI.
+
+    Read with :func:`invdiff.io.images.read_image`, so a training volume passes the checks an
+    input of ``invdiff solve``/``simulate`` does: complex data and NaN/Inf voxels are errors
+    (:class:`~invdiff.io.images.ImageError`, naming the file), not silently repaired.
+    """
     import nibabel as nib
 
-    img = nib.load(str(path))
-    data = np.asanyarray(img.dataobj)
-    data = np.abs(np.nan_to_num(data)).astype(np.float32)  # magnitude, also of complex data
-    if data.ndim == 4:
-        data = data[..., 0]
+    from invdiff.io.images import read_image
+
+    image = read_image(path, frame=0, frame_if_4d=True, allow_zero=True)
+    data = np.abs(image.data).astype(np.float32)  # magnitude of real data
     if data.ndim == 2:  # a single slice, taken along axis 2 (as invdiff solve does)
         data = data[:, :, None]
-    if data.ndim != 3:
-        raise ValueError(f"{path}: expected a 2D, 3D or 4D NIfTI image, got shape {data.shape}")
-    zooms = tuple(float(z) for z in (*img.header.get_zooms()[:3], 1.0, 1.0)[:3])
+    header = nib.load(str(path)).header
+    zooms = tuple(float(z) for z in (*header.get_zooms()[:3], 1.0, 1.0)[:3])
     if not all(math.isfinite(z) and z > 0 for z in zooms):
         zooms = (1.0, 1.0, 1.0)
     volume = torch.from_numpy(np.ascontiguousarray(data))
-    return volume, zooms, np.asarray(img.affine, dtype=np.float64)  # type: ignore[return-value]
+    return volume, zooms, np.asarray(image.affine, dtype=np.float64)  # type: ignore[return-value]
 
 
 def _read_png(path: Path) -> Tensor:

@@ -51,6 +51,11 @@ def test_npz_train_and_val_keys(tmp_path):
         (np.zeros((3, 8, 6), np.float16), ValueError, "expected \\(N, 8, 8\\)"),
         (np.full((3, 8, 8), 2.0, np.float32), ValueError, "expected \\[-1, 1\\]"),
         (np.zeros((3, 8, 8), np.uint8), TypeError, "float"),
+        # refused, not nan_to_num'd or reduced to the magnitude (as invdiff solve refuses them)
+        (np.array([[[np.nan]], [[0.0]], [[np.inf]]]).repeat(8, 1).repeat(8, 2).astype(np.float16),
+         ValueError, r"bad.npz\['train'\]: 128 value\(s\) are NaN or Inf"),
+        (np.full((3, 8, 8), 0.5 + 0.1j, np.complex64), TypeError,
+         r"bad.npz\['train'\]: complex data complex64"),
     ],
 )
 def test_npz_bad_arrays_are_named(tmp_path, array, error, match):
@@ -116,18 +121,42 @@ def test_a_2d_nifti_is_one_slice_along_axis_2(tmp_path):
     axial = load_file_slices(tmp_path / "vol.nii", dataclasses.replace(cfg, axes=(2,)))
     assert one.shape == (1, 1, 16, 16) and torch.equal(one[0], axial[6])
     _nifti(tmp_path / "line.nii", np.ones(5, np.float32))
-    with pytest.raises(ValueError, match=r"expected a 2D, 3D or 4D NIfTI image, got shape \(5,\)"):
+    with pytest.raises(ValueError, match=r"line.nii: expected a 2D or 3D image, got shape \(5,\)"):
         load_file_slices(tmp_path / "line.nii", cfg)
 
 
-def test_complex_nifti_is_taken_as_its_magnitude(tmp_path):
+def test_a_4d_nifti_trains_on_its_first_frame(tmp_path):
     vol = _ball_volume()
-    phase = np.exp(1j * np.linspace(0, 3, vol.size)).reshape(vol.shape)
-    _nifti(tmp_path / "mag.nii", vol)
-    _nifti(tmp_path / "cplx.nii", (vol * phase).astype(np.complex64))
+    _nifti(tmp_path / "3d.nii", vol)
+    _nifti(tmp_path / "4d.nii", np.stack([vol, 2 * vol[::-1]], axis=-1))
     cfg = DataConfig(paths=("unused",), image_size=16)
-    torch.testing.assert_close(load_file_slices(tmp_path / "cplx.nii", cfg),
-                               load_file_slices(tmp_path / "mag.nii", cfg), atol=2e-3, rtol=0)
+    assert torch.equal(load_file_slices(tmp_path / "4d.nii", cfg),
+                       load_file_slices(tmp_path / "3d.nii", cfg))
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    ("nan", r"v.nii.gz: 3 voxel\(s\) are NaN or Inf$"),
+    ("inf", r"v.nii.gz: 3 voxel\(s\) are NaN or Inf$"),
+    ("complex", r"v.nii.gz: complex data complex64; a magnitude image is expected"),
+])
+def test_nonfinite_or_complex_nifti_is_refused_naming_the_file(tmp_path, bad, message):
+    """As invdiff solve and simulate refuse such inputs (invdiff.io.images.read_image), training
+    does too, rather than zeroing NaN/Inf or taking the magnitude of complex data; through the
+    data loader (a folder of volumes) as well as one file."""
+    vol = _ball_volume()
+    if bad == "complex":
+        phase = np.exp(1j * np.linspace(0, 3, vol.size)).reshape(vol.shape)
+        vol = (vol * phase).astype(np.complex64)
+    else:
+        vol[3, 4, 5:8] = np.nan if bad == "nan" else np.inf
+    (tmp_path / "vols").mkdir()
+    _nifti(tmp_path / "vols" / "ok.nii.gz", _ball_volume())
+    path = _nifti(tmp_path / "vols" / "v.nii.gz", vol)
+    cfg = DataConfig(paths=(str(tmp_path / "vols"),), image_size=16)
+    with pytest.raises(ValueError, match=message):
+        load_file_slices(Path(path), cfg)
+    with pytest.raises(ValueError, match=message):
+        load_image_sets(cfg)
 
 
 def test_shipped_slab_slices_match_the_shipped_training_format():
@@ -213,3 +242,27 @@ def test_batch_stream_shards_the_global_batch():
         BatchStream(n=2, batch_size=3, seed=1)
     with pytest.raises(ValueError, match="training images"):
         BatchStream(n=12, batch_size=4, seed=1).load_state_dict({"epoch": 0, "pos": 0, "n": 11})
+
+
+@pytest.mark.parametrize("kind", ["nifti", "npz"])
+def test_train_command_refuses_nan_data_in_one_line(tmp_path, kind):
+    from typer.testing import CliRunner
+
+    from invdiff.cli.app import app
+
+    if kind == "nifti":
+        vol = _ball_volume()
+        vol[3, 4, 5] = np.nan
+        data = Path(_nifti(tmp_path / "v.nii.gz", vol))
+    else:
+        stack = np.zeros((4, 16, 16), np.float32)
+        stack[1, 2, 3] = np.nan
+        data = Path(_npz(tmp_path / "v.npz", train=stack))
+    r = CliRunner().invoke(app, ["train", str(data), "--out", str(tmp_path / "vdm.ckpt"),
+                                 "--preset", "tiny", "--steps", "1", "--batch-size", "2",
+                                 "--device", "cpu", "--quiet"])
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {data}"), r.stderr
+    assert "are NaN or Inf" in lines[0] and "Traceback" not in r.output
+    assert sorted(tmp_path.iterdir()) == [data]
