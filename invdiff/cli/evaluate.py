@@ -29,15 +29,25 @@ def evaluate(
     ] = None,
     axis: Annotated[int, typer.Option(help="Slice axis of 3D volumes.")] = 2,
     frame: Annotated[int | None, typer.Option(help="Volume index of 4D files.")] = None,
+    ignore_geometry: Annotated[
+        bool,
+        typer.Option("--ignore-geometry", help="Compare the voxels even when the NIfTI affines "
+                     "put them in different places (refused by default)."),
+    ] = False,
     per_slice: Annotated[bool, typer.Option(help="Also print the per-slice table.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     debug: Debug = False,
 ) -> None:
-    """PSNR, SSIM and NMSE (scikit-image), overall and per slice."""
+    """PSNR, SSIM and NMSE (scikit-image), overall and per slice.
+
+    NIfTI files must lie on the same grid (same affine up to float32 rounding) unless
+    --ignore-geometry; PNG and .npy files carry no geometry and are compared by shape.
+    """
     from invdiff.pipeline.evaluate import evaluate_files
 
     with user_errors(debug):
-        metrics = evaluate_files(reference, recon, mask, axis=axis, frame=frame)
+        metrics = evaluate_files(reference, recon, mask, axis=axis, frame=frame,
+                                 ignore_geometry=ignore_geometry)
     if as_json:
         typer.echo(json.dumps(metrics.to_dict(), indent=2))
     else:

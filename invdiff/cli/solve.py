@@ -65,7 +65,10 @@ def solve(
     device: Annotated[str | None, typer.Option(help="cpu (default), cuda or cuda:N.")] = None,
     batch: Annotated[int | None, typer.Option(help="Slices per solver call; default 8.")] = None,
     axis: Annotated[int | None, typer.Option(help="Slice axis of 3D volumes (default 2).")] = None,
-    frame: Annotated[int | None, typer.Option(help="Volume index of 4D input.")] = None,
+    frame: Annotated[
+        int | None, typer.Option(help="Volume index of 4D input (measurement input: of a 4D "
+                                      "--reference).")
+    ] = None,
     noise_sigma: Annotated[
         float | None, typer.Option(help="Measurement noise RMS (input units).")
     ] = None,
@@ -92,6 +95,11 @@ def solve(
     reference: Annotated[
         Path | None, typer.Option(help="High-resolution reference: metrics in the manifest.")
     ] = None,
+    ignore_geometry: Annotated[
+        bool,
+        typer.Option("--ignore-geometry", help="Compute the metrics even when the reference's "
+                     "NIfTI affine differs from the output's (refused by default)."),
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     debug: Debug = False,
@@ -123,6 +131,7 @@ def solve(
                 if reference is None and record.get("reference"):  # metrics again, same file
                     reference = Path(record["reference"]["path"])
                     expected["reference"] = record["reference"].get("sha256")
+                    ignore_geometry |= bool(record["reference"].get("ignore_geometry"))
             if prior is None and not any("prior" in layer for layer in layers[1:]):
                 expected["prior"] = (record.get("prior") or {}).get("sha256")
             out = out or Path(record["outputs"]["mean"])
@@ -133,6 +142,7 @@ def solve(
         request = SolveRequest(
             input=input, out=out, config=resolve_config(*layers, flags), reference=reference,
             overwrite=overwrite, config_file=config, expected_sha256=expected,
+            ignore_geometry=ignore_geometry,
         )
         _run(request, quiet)
 

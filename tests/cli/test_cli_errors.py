@@ -281,7 +281,10 @@ def test_frame_applies_only_to_4d_files(run, tiny_prior, tmp_path):
     r = run("evaluate", "--reference", ref, "--recon", four, "--frame", "0", "--json")
     assert r.exit_code == 0, r.output
     assert r.stdout.count('"psnr": "inf"') >= 1  # frame 0 of the 4D file is the reference
-    lowres = _nifti(tmp_path / "lr.nii", np.stack([hr[4:12, 4:12]] * 2, axis=-1))
+    # 2 mm voxels over the reference's field of view: the output lies on its 1 mm grid (the
+    # centred-FFT convention keeps voxel N/2 in place: LR voxel 4 at 8 mm = HR voxel 8)
+    lr_affine = np.diag([2.0, 2.0, 1.0, 1.0])
+    lowres = _nifti(tmp_path / "lr.nii", np.stack([hr[4:12, 4:12]] * 2, axis=-1), lr_affine)
     r = run("solve", lowres, "--frame", "1", "--reference", ref, "--prior", tiny_prior,
             "--out", tmp_path / "o.nii", *FAST)
     assert r.exit_code == 0, r.output
