@@ -115,6 +115,24 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     return record
 
 
+#: Environment entries that can change a run's numbers (the platform string and Python's patch
+#: level are left out: they change with every OS update without changing results).
+NUMERIC_ENVIRONMENT = ("invdiff", "torch", "numpy", "git_commit")
+
+
+def environment_changes(record: dict[str, Any]) -> list[str]:
+    """``"torch 2.4.0 -> 2.13.0"``-style notes for each :data:`NUMERIC_ENVIRONMENT` entry that
+    differs between a manifest's recorded ``environment`` and this process's (a re-run may then
+    differ in the last bits; none when the manifest records no environment)."""
+    recorded = record.get("environment")
+    if not isinstance(recorded, dict):
+        return []
+    now = environment()
+    return [f"{key} {recorded.get(key) or 'none'} -> {now.get(key) or 'none'}"
+            for key in NUMERIC_ENVIRONMENT
+            if key in recorded and recorded.get(key) != now.get(key)]
+
+
 def _default(obj: Any) -> Any:
     """JSON for numpy/torch scalars and arrays."""
     if hasattr(obj, "tolist"):

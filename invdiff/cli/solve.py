@@ -20,7 +20,7 @@ from rich.progress import (
 
 from invdiff.cli.common import EXIT_INTERRUPTED, Debug, console, fail, note, user_errors
 from invdiff.config import ConfigError, load_config, parse_config, resolve_config
-from invdiff.manifest import read_manifest
+from invdiff.manifest import environment_changes, read_manifest
 
 if TYPE_CHECKING:  # the library is imported when a command runs, so --help stays fast
     from invdiff.pipeline.run import SolveRequest
@@ -122,6 +122,10 @@ def solve(
             layers.append(load_config(config))
         if manifest is not None:
             record = read_manifest(manifest)
+            changes = environment_changes(record)
+            if changes:  # the run is repeated, but its last bits may differ: say why
+                note(f"note: {manifest} was written with other software ({'; '.join(changes)}); "
+                     "the re-run may not be bit-identical")
             layers.insert(0, parse_config(record["config"], f"{manifest} (config)"))
             # files taken from the manifest must be the recorded ones; an INPUT or --prior given
             # explicitly (flag or --config) overrides the record like any other setting

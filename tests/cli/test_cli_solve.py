@@ -126,6 +126,15 @@ def test_manifest_rerun_is_bit_identical(run, hr_nifti, tiny_prior, tmp_path):
     assert r.exit_code == 0, r.output
     np.testing.assert_array_equal(np.load(first), np.load(again))
     np.testing.assert_array_equal(np.load(tmp_path / "a_std.npy"), np.load(tmp_path / "b_std.npy"))
+    assert "other software" not in r.stderr  # same versions: no note
+    # a manifest written by other software is still repeated, with a note saying what changed
+    record = json.loads(Path(f"{first}.manifest.json").read_text())
+    record["environment"]["torch"] = "1.0.0"
+    old = tmp_path / "old.manifest.json"
+    old.write_text(json.dumps(record))
+    r = run("solve", "--manifest", old, "--out", tmp_path / "g.npy", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "other software (torch 1.0.0 -> " in r.stderr and "bit-identical" in r.stderr
     other = tmp_path / "c.npy"
     r = run("solve", "--manifest", f"{first}.manifest.json", "--seed", "4", "--out", other,
             "--quiet")

@@ -131,6 +131,17 @@ def test_incomplete_manifests_are_named(tmp_path, record, message):
         read_manifest(tmp_path / "m.json")
 
 
+def test_environment_changes_name_what_can_change_numbers():
+    from invdiff.manifest import environment, environment_changes
+
+    now = environment()
+    assert environment_changes({"environment": dict(now)}) == []
+    assert environment_changes({}) == []  # nothing recorded, nothing to compare
+    old = dict(now, torch="1.0.0", git_commit="deadbeef", platform="Other-OS", python="2.7")
+    assert environment_changes({"environment": old}) == [
+        f"torch 1.0.0 -> {now['torch']}", f"git_commit deadbeef -> {now['git_commit'] or 'none'}"]
+
+
 def test_devices_this_machine_lacks_are_one_line_errors(monkeypatch):
     import torch
 
