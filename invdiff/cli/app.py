@@ -12,7 +12,7 @@ import typer
 
 from invdiff.allocator import keep_freed_memory
 from invdiff.cli import demo, evaluate, listing, simulate, solve, train
-from invdiff.cli.common import EXIT_BAD_INPUT, note
+from invdiff.cli.common import EXIT_BAD_INPUT, note, show_warnings_as_notes
 
 app = typer.Typer(
     name="invdiff",
@@ -70,6 +70,7 @@ def main() -> None:
     typer's framed multi-line panel. Before any command runs, glibc is asked to keep freed memory
     (:func:`invdiff.allocator.keep_freed_memory`: network calls on the CPU up to 2.5x faster).
     """
+    show_warnings_as_notes()
     try:
         keep_freed_memory()
     except ValueError as exc:

@@ -38,6 +38,17 @@ def note(message: str) -> None:
     sys.stderr.flush()
 
 
+def show_warnings_as_notes() -> None:
+    """Print Python warnings (e.g. the pipeline's GeometryWarning) as one ``warning: ...`` line
+    on stderr, without the source line Python adds."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        note(f"warning: {message}")
+
+    warnings.showwarning = show
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Print ``error: message`` as one line on stderr and return the exit to raise."""
     note(f"error: {message}")

@@ -178,6 +178,7 @@ def _from_image(config: SolveConfig, prior_hw: tuple[int, int], image: Image) ->
             "default kcrop keeps all of k-space and the result would be the input; for a "
             "high-resolution image make a measurement with `invdiff simulate` first"
         )
+    _check_pixel_aspect(image, axis, small, tuple(big))
     spec = config.operator or f"kcrop:{small[0]}x{small[1]}"
     op = from_spec(spec, big)
     if tuple(op.oshape) != small:
@@ -205,6 +206,48 @@ def _from_image(config: SolveConfig, prior_hw: tuple[int, int], image: Image) ->
         scale=robust_scale(torch.from_numpy(image.data)), ndim=ndim, axis=axis, affine=affine,
         orientation=orientation, kind="image", spatial_unit=image.spatial_unit,
     )
+
+
+#: Output pixels more elongated than this are refused (a wrong ``--axis`` or a mislabelled
+#: array); more than :data:`WARN_ASPECT` gets a warning.
+MAX_ASPECT = 2.0
+WARN_ASPECT = 1.05
+
+
+class GeometryWarning(UserWarning):
+    """The input can be solved, but its geometry will not suit the prior well."""
+
+
+def _check_pixel_aspect(image: Image, axis: int | None, small: tuple[int, int],
+                        big: tuple[int, int]) -> None:
+    """Refuse or warn when the output's in-plane pixels are far from square.
+
+    The low-resolution slice and the prior's image share one field of view, so an input of
+    ``h x w`` pixels of ``dh x dw`` becomes ``H x W`` pixels of ``dh h / H x dw w / W``; the prior
+    was trained on square pixels and sees anatomy stretched by their ratio. Without an affine
+    the input pixels are taken as square.
+    """
+    in_plane = [i for i in range(image.data.ndim) if i != axis][-2:]
+    if image.affine is None:
+        sizes = np.ones(2)
+    else:
+        sizes = np.linalg.norm(np.asarray(image.affine)[:3, in_plane], axis=0)
+    out = sizes * np.asarray(small) / np.asarray(big)
+    aspect = float(out.max() / out.min())
+    unit = f" {image.spatial_unit}" if image.spatial_unit else ""
+    size = (lambda v: "") if image.affine is None else (lambda v: f" ({v[0]:.3g}x{v[1]:.3g}{unit})")
+    what = (f"input slices of {small[0]}x{small[1]} pixels{size(sizes)} become the prior's "
+            f"{big[0]}x{big[1]} pixels{size(out)}")
+    if aspect > MAX_ASPECT:
+        raise ProblemError(f"{what}: {aspect:.2g}:1 non-square pixels would distort the anatomy "
+                           "the prior sees (wrong --axis?); pad or crop the input to a square "
+                           "field of view")
+    if aspect > WARN_ASPECT:
+        import warnings
+
+        warnings.warn(f"{what}: the prior sees anatomy stretched {aspect:.2g}:1 (it was trained "
+                      "on square pixels); pad the input to a square field of view for better "
+                      "results", GeometryWarning, stacklevel=3)
 
 
 def _grid(hw: tuple[int, int], s: int, ndim: int, axis: int | None) -> tuple[int, ...]:

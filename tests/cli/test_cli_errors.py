@@ -418,3 +418,25 @@ def test_train_refuses_to_write_over_its_init_file(run, tmp_path, tiny_prior):
     r = run("train", data, "--out", tiny_prior, "--init", tiny_prior, "--steps", "1", "--quiet")
     _assert_one_line_error(r, f"--out {tiny_prior}")
     assert tiny_prior.read_bytes() == before
+
+
+def test_far_from_square_output_pixels_are_refused(run, tiny_prior, tmp_path):
+    lr = tmp_path / "thin.npy"
+    np.save(lr, _ok_volume()[:2, :, 0])  # 2x8 pixels -> 16x16: 4:1 pixels, e.g. a wrong --axis
+    r = run("solve", lr, "--prior", tiny_prior, "--out", tmp_path / "o.npy", *FAST)
+    _assert_one_line_error(r, "2x8 pixels", "4:1 non-square pixels", "wrong --axis?")
+
+
+def test_mildly_non_square_output_pixels_get_a_one_line_warning(tiny_prior, tmp_path):
+    import subprocess
+    import sys
+
+    lr = tmp_path / "wide.npy"
+    np.save(lr, (np.random.default_rng(0).random((6, 8)) + 1).astype(np.float32))
+    out = subprocess.run(
+        [sys.executable, "-m", "invdiff.cli.app", "solve", str(lr), "--prior", tiny_prior,
+         "--out", str(tmp_path / "o.npy"), *FAST], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    warning = [ln for ln in out.stderr.splitlines() if ln.startswith("warning: ")]
+    assert len(warning) == 1 and "stretched 1.3:1" in warning[0], out.stderr
+    assert "GeometryWarning" not in out.stderr and "warnings.warn" not in out.stderr
