@@ -7,17 +7,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from cli_assertions import assert_one_line_error
 
 FAST = ("--steps", "2", "--quiet")
 
 
-def _assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 def _nifti(path, data, affine=None):
@@ -39,26 +33,26 @@ def meas(run, hr_nifti, tmp_path):
 
 def test_missing_file(run, tiny_prior, tmp_path):
     r = run("solve", tmp_path / "nope.nii.gz", "--prior", tiny_prior, "--out", tmp_path / "o.nii")
-    _assert_one_line_error(r, "does not exist")
+    assert_one_line_error(r, "does not exist")
 
 
 def test_unreadable_nifti(run, tiny_prior, tmp_path):
     bad = tmp_path / "bad.nii.gz"
     bad.write_bytes(b"\x1f\x8b garbage")
     r = run("solve", bad, "--prior", tiny_prior, "--out", tmp_path / "o.nii")
-    _assert_one_line_error(r, "not a readable NIfTI")
+    assert_one_line_error(r, "not a readable NIfTI")
 
 
 def test_non_image_nifti(run, tiny_prior, tmp_path):
     path = _nifti(tmp_path / "line.nii", np.ones(5, np.float32))
     r = run("solve", path, "--prior", tiny_prior, "--out", tmp_path / "o.nii")
-    _assert_one_line_error(r, "expected a 2D or 3D image")
+    assert_one_line_error(r, "expected a 2D or 3D image")
 
 
 def test_4d_needs_frame(run, tiny_prior, tmp_path):
     path = _nifti(tmp_path / "t.nii", np.ones((8, 8, 2, 3), np.float32))
     r = run("solve", path, "--prior", tiny_prior, "--out", tmp_path / "o.nii")
-    _assert_one_line_error(r, "4D input", "--frame")
+    assert_one_line_error(r, "4D input", "--frame")
     r = run("solve", path, "--prior", tiny_prior, "--frame", "1", "--out", tmp_path / "o.nii",
             *FAST)
     assert r.exit_code == 0, r.output
@@ -69,24 +63,24 @@ def test_nan_voxels(run, tiny_prior, tmp_path):
     data[1, 2, 0] = np.nan
     r = run("solve", _nifti(tmp_path / "n.nii", data), "--prior", tiny_prior,
             "--out", tmp_path / "o.nii")
-    _assert_one_line_error(r, "NaN or Inf")
+    assert_one_line_error(r, "NaN or Inf")
 
 
 def test_all_zero(run, tiny_prior, tmp_path):
     path = _nifti(tmp_path / "z.nii", np.zeros((8, 8, 2), np.float32))
     r = run("solve", path, "--prior", tiny_prior, "--out", tmp_path / "o.nii")
-    _assert_one_line_error(r, "all zero")
+    assert_one_line_error(r, "all zero")
     r = run("simulate", path, "--operator", "kcrop:4", "--out", tmp_path / "m.npz")
-    _assert_one_line_error(r, "all zero")
+    assert_one_line_error(r, "all zero")
 
 
 def test_operator_does_not_fit_input(run, tiny_prior, tmp_path):
     path = _nifti(tmp_path / "lr.nii", _ok_volume())
     r = run("solve", path, "--operator", "kcrop:4", "--prior", tiny_prior,
             "--out", tmp_path / "o.nii")
-    _assert_one_line_error(r, "kcrop:4", "8x8")
+    assert_one_line_error(r, "kcrop:4", "8x8")
     r = run("simulate", path, "--operator", "kcrop:32", "--out", tmp_path / "m.npz")
-    _assert_one_line_error(r, "32")
+    assert_one_line_error(r, "32")
 
 
 def test_prior_size_mismatch(run, tiny_prior, tmp_path):
@@ -94,41 +88,41 @@ def test_prior_size_mismatch(run, tiny_prior, tmp_path):
     hr = _nifti(tmp_path / "hr32.nii", data)
     assert run("simulate", hr, "--operator", "kcrop:8", "--out", tmp_path / "m.npz").exit_code == 0
     r = run("solve", tmp_path / "m.npz", "--prior", tiny_prior, "--out", tmp_path / "o.nii")
-    _assert_one_line_error(r, "16x16", "32x32")
+    assert_one_line_error(r, "16x16", "32x32")
     big_lr = _nifti(tmp_path / "lr32.nii", data)
     r = run("solve", big_lr, "--prior", tiny_prior, "--out", tmp_path / "o.nii")
-    _assert_one_line_error(r, "larger than the prior")
+    assert_one_line_error(r, "larger than the prior")
 
 
 def test_unknown_names_list_known_ones(run, meas, tiny_prior, tmp_path):
     out = tmp_path / "o.nii"
     r = run("solve", meas, "--prior", tiny_prior, "--solver", "magic", "--out", out)
-    _assert_one_line_error(r, "unknown solver 'magic'", "kspace-mix")
+    assert_one_line_error(r, "unknown solver 'magic'", "kspace-mix")
     r = run("solve", meas, "--prior", "no-such-prior", "--out", out)
-    _assert_one_line_error(r, "no-such-prior", "known priors")
+    assert_one_line_error(r, "no-such-prior", "known priors")
     r = run("simulate", tmp_path / ".." / meas.parent.name / "m.npz", "--operator", "kcrop:4",
             "--out", tmp_path / "x.npz")
-    _assert_one_line_error(r, "unknown image format")
+    assert_one_line_error(r, "unknown image format")
     lr = _nifti(tmp_path / "lr.nii", _ok_volume())
     r = run("solve", lr, "--operator", "warp:3", "--prior", tiny_prior, "--out", out)
-    _assert_one_line_error(r, "unknown operator 'warp'", "kcrop")
+    assert_one_line_error(r, "unknown operator 'warp'", "kcrop")
     r = run("operators", "check", "warp:3", "--shape", "8x8")
-    _assert_one_line_error(r, "unknown operator 'warp'")
+    assert_one_line_error(r, "unknown operator 'warp'")
 
 
 def test_bad_configs(run, meas, tiny_prior, tmp_path):
     out = tmp_path / "o.nii"
     cfg = tmp_path / "c.toml"
     cfg.write_text("steps = [\n")
-    _assert_one_line_error(run("solve", meas, "--config", cfg, "--out", out), "malformed TOML")
+    assert_one_line_error(run("solve", meas, "--config", cfg, "--out", out), "malformed TOML")
     cfg.write_text("steps = 2\nlamda = 0.5\n")
-    _assert_one_line_error(run("solve", meas, "--config", cfg, "--out", out),
+    assert_one_line_error(run("solve", meas, "--config", cfg, "--out", out),
                            "unknown key 'lamda'")
     cfg.write_text(f'prior = "{tiny_prior}"\n[options]\nwobble = 1\n')
-    _assert_one_line_error(run("solve", meas, "--config", cfg, "--out", out),
+    assert_one_line_error(run("solve", meas, "--config", cfg, "--out", out),
                            "no option 'wobble'", "eta")
-    _assert_one_line_error(run("solve", meas, "--lambda", "1.5", "--out", out), "lambda")
-    _assert_one_line_error(run("solve", meas, "--config", tmp_path, "--out", out), "is a folder")
+    assert_one_line_error(run("solve", meas, "--lambda", "1.5", "--out", out), "lambda")
+    assert_one_line_error(run("solve", meas, "--config", tmp_path, "--out", out), "is a folder")
 
 
 def test_debug_shows_the_traceback(run, tiny_prior, tmp_path):
@@ -141,14 +135,14 @@ def test_outputs_are_safe(run, meas, tiny_prior, tmp_path):
     out = tmp_path / "o.npy"
     out.write_bytes(b"keep me")
     r = run("solve", meas, "--prior", tiny_prior, "--out", out, *FAST)
-    _assert_one_line_error(r, "exists", "--overwrite")
+    assert_one_line_error(r, "exists", "--overwrite")
     assert out.read_bytes() == b"keep me"
     lr = tmp_path / "lr.npy"
     np.save(lr, _ok_volume())
     r = run("solve", lr, "--prior", tiny_prior, "--out", lr, "--overwrite", *FAST)
-    _assert_one_line_error(r, "is an input")
+    assert_one_line_error(r, "is an input")
     r = run("solve", lr, "--prior", tiny_prior, "--out", tiny_prior, "--overwrite", *FAST)
-    _assert_one_line_error(r, "unknown image format")
+    assert_one_line_error(r, "unknown image format")
     r = run("solve", meas, "--prior", tiny_prior, "--out", out, "--overwrite", *FAST)
     assert r.exit_code == 0 and np.load(out).shape == (16, 16, 3)
 
@@ -164,13 +158,13 @@ def test_unwritable_outputs_are_refused_before_solving(run, meas, tiny_prior, tm
     (tmp_path / "taken.nii.gz").mkdir()
     r = run("solve", meas, "--prior", tiny_prior, "--out", tmp_path / "taken.nii.gz",
             "--overwrite", *FAST)
-    _assert_one_line_error(r, "taken.nii.gz is a folder")
+    assert_one_line_error(r, "taken.nii.gz is a folder")
     import invdiff.io.atomic as atomic
 
     monkeypatch.setattr(atomic.tempfile, "mkstemp",
                         lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "denied")))
     r = run("solve", meas, "--prior", tiny_prior, "--out", tmp_path / "o.nii.gz", *FAST)
-    _assert_one_line_error(r, "cannot write to output folder")
+    assert_one_line_error(r, "cannot write to output folder")
     r = run("simulate", meas, "--operator", "kcrop:8", "--out", tmp_path / "m2.npz")
     assert r.exit_code == 2
 
@@ -251,7 +245,7 @@ def test_operator_of_a_measurement_file(run, meas, tiny_prior, tmp_path):
     assert r.exit_code == 0, r.output
     r = run("solve", meas, "--operator", "kcrop:4", "--prior", tiny_prior,
             "--out", tmp_path / "b.npy", *FAST)
-    _assert_one_line_error(r, "differs from the measurement's operator kcrop:8")
+    assert_one_line_error(r, "differs from the measurement's operator kcrop:8")
 
 
 def test_reference_of_the_wrong_shape_fails_before_solving(run, meas, tiny_prior, tmp_path):
@@ -259,7 +253,7 @@ def test_reference_of_the_wrong_shape_fails_before_solving(run, meas, tiny_prior
     np.save(ref, _ok_volume())
     r = run("solve", meas, "--prior", tiny_prior, "--reference", ref, "--out",
             tmp_path / "o.npy", "--steps", "2")
-    _assert_one_line_error(r, "(8, 8, 2)", "(16, 16, 3)")
+    assert_one_line_error(r, "(8, 8, 2)", "(16, 16, 3)")
 
 
 @pytest.mark.parametrize("sigma", ["-1", "nan", "inf"])
@@ -267,7 +261,7 @@ def test_simulate_refuses_bad_noise_sigma(run, hr_nifti, tmp_path, sigma):
     # a negative sigma used to be written into the file, which solve then refused to read
     r = run("simulate", hr_nifti, "--operator", "kcrop:8", "--noise-sigma", sigma,
             "--out", tmp_path / "m.npz")
-    _assert_one_line_error(r, "noise sigma must be finite and >= 0")
+    assert_one_line_error(r, "noise sigma must be finite and >= 0")
     assert not (tmp_path / "m.npz").exists()
 
 
@@ -290,7 +284,7 @@ def test_frame_applies_only_to_4d_files(run, tiny_prior, tmp_path):
     assert r.exit_code == 0, r.output
     # a 3D input to solve is still refused --frame
     r = run("solve", ref, "--frame", "1", "--prior", tiny_prior, "--out", tmp_path / "p.nii")
-    _assert_one_line_error(r, "--frame given but the input is 3D")
+    assert_one_line_error(r, "--frame given but the input is 3D")
 
 
 @pytest.mark.parametrize("out", ["input", "other.nii.gz"])
@@ -299,28 +293,28 @@ def test_train_never_writes_over_its_data(run, tmp_path, out):
     before = data.read_bytes()
     target = data if out == "input" else tmp_path / out
     r = run("train", data, "--out", target, "--preset", "tiny", "--steps", "1", "--quiet")
-    _assert_one_line_error(r, f"--out {target}", "vdm.ckpt")
+    assert_one_line_error(r, f"--out {target}", "vdm.ckpt")
     assert data.read_bytes() == before and sorted(tmp_path.iterdir()) == [data]
 
 
 def test_train_unknown_device_is_one_line(run, tmp_path):
     data = _nifti(tmp_path / "vol.nii.gz", _ok_volume())
     r = run("train", data, "--out", tmp_path / "v.ckpt", "--device", "gpu", "--quiet")
-    _assert_one_line_error(r, "device must be cpu, cuda or cuda:N, got 'gpu'")
+    assert_one_line_error(r, "device must be cpu, cuda or cuda:N, got 'gpu'")
 
 
 def test_train_on_a_corrupt_nifti_is_one_line(run, tmp_path):
     bad = tmp_path / "bad.nii.gz"
     bad.write_bytes(b"not gzip")
     r = run("train", bad, "--out", tmp_path / "v.ckpt", "--preset", "tiny", "--quiet")
-    _assert_one_line_error(r, "not a readable NIfTI file", "bad.nii.gz")
+    assert_one_line_error(r, "not a readable NIfTI file", "bad.nii.gz")
 
 
 def test_evaluate_with_an_empty_mask_file(run, tmp_path):
     ref = _nifti(tmp_path / "ref.nii", _ok_volume())
     mask = _nifti(tmp_path / "mask.nii", np.zeros((8, 8, 2), np.float32))
     r = run("evaluate", "--reference", ref, "--recon", ref, "--mask", mask)
-    _assert_one_line_error(r, "the mask selects no voxel")
+    assert_one_line_error(r, "the mask selects no voxel")
 
 
 def test_operator_from_a_config_file_is_named_as_such(run, meas, tiny_prior, tmp_path):
@@ -328,7 +322,7 @@ def test_operator_from_a_config_file_is_named_as_such(run, meas, tiny_prior, tmp
     config.write_text('operator = "kcrop:4"\n')
     r = run("solve", meas, "--config", config, "--prior", tiny_prior,
             "--out", tmp_path / "b.npy", *FAST)
-    _assert_one_line_error(r, "operator kcrop:4 (from --operator or --config) differs")
+    assert_one_line_error(r, "operator kcrop:4 (from --operator or --config) differs")
 
 
 @pytest.mark.parametrize(("option", "message"), [
@@ -340,7 +334,7 @@ def test_solver_option_of_the_wrong_type(run, meas, tiny_prior, tmp_path, option
     # the solver used to fail mid-run without naming the option
     r = run("solve", meas, "--option", option, "--prior", tiny_prior,
             "--out", tmp_path / "o.npy", *FAST)
-    _assert_one_line_error(r, "solver kspace-mix: " + message)
+    assert_one_line_error(r, "solver kspace-mix: " + message)
     r = run("solve", meas, "--option", "eta=0", "--prior", tiny_prior,  # int for a float: fine
             "--out", tmp_path / "o.npy", *FAST)
     assert r.exit_code == 0, r.output
@@ -350,7 +344,7 @@ def test_frame_with_a_measurement_file_is_refused(run, meas, tiny_prior, tmp_pat
     # it was silently ignored
     r = run("solve", meas, "--frame", "1", "--prior", tiny_prior, "--out", tmp_path / "o.npy",
             *FAST)
-    _assert_one_line_error(r, "--frame selects a volume of 4D image input")
+    assert_one_line_error(r, "--frame selects a volume of 4D image input")
 
 
 def test_full_size_image_input_is_refused(run, tiny_prior, tmp_path):
@@ -358,7 +352,7 @@ def test_full_size_image_input_is_refused(run, tiny_prior, tmp_path):
     path = _nifti(tmp_path / "hr.nii", (np.random.default_rng(0).random((16, 16, 2)) + 1)
                   .astype(np.float32))
     r = run("solve", path, "--prior", tiny_prior, "--out", tmp_path / "o.nii", *FAST)
-    _assert_one_line_error(r, "already the prior's image size", "invdiff simulate")
+    assert_one_line_error(r, "already the prior's image size", "invdiff simulate")
 
 
 @pytest.mark.parametrize("role", ["reference", "reconstruction", "mask"])
@@ -367,13 +361,13 @@ def test_missing_evaluate_files_are_named_by_role(run, tmp_path, role):
     files = {"reference": ok, "reconstruction": ok, "mask": ok, role: tmp_path / "gone.nii"}
     r = run("evaluate", "--reference", files["reference"], "--recon", files["reconstruction"],
             "--mask", files["mask"])
-    _assert_one_line_error(r, f"{role} {tmp_path / 'gone.nii'} does not exist")
+    assert_one_line_error(r, f"{role} {tmp_path / 'gone.nii'} does not exist")
 
 
 def test_missing_reference_of_solve_is_named(run, meas, tiny_prior, tmp_path):
     r = run("solve", meas, "--reference", tmp_path / "gone.nii", "--prior", tiny_prior,
             "--out", tmp_path / "o.npy", *FAST)
-    _assert_one_line_error(r, "reference", "gone.nii does not exist")
+    assert_one_line_error(r, "reference", "gone.nii does not exist")
 
 
 def test_bad_input_is_reported_before_the_prior_is_loaded(run, tmp_path):
@@ -383,20 +377,20 @@ def test_bad_input_is_reported_before_the_prior_is_loaded(run, tmp_path):
     data[0, 0, 0] = np.inf
     r = run("solve", _nifti(tmp_path / "n.nii", data), "--prior", "no-such-prior",
             "--out", tmp_path / "o.nii")
-    _assert_one_line_error(r, "NaN or Inf")
+    assert_one_line_error(r, "NaN or Inf")
     bad = tmp_path / "m.npz"
     np.savez(bad, format="invdiff.measurement", kspace=np.ones((1, 2, 2), np.complex64))
     r = run("solve", bad, "--prior", "no-such-prior", "--out", tmp_path / "o.nii")
-    _assert_one_line_error(r, "missing key(s)")
+    assert_one_line_error(r, "missing key(s)")
 
 
 def test_seed_out_of_range_is_named(run, hr_nifti, tmp_path):
     # torch said only "Overflow when unpacking long long"
     r = run("simulate", hr_nifti, "--operator", "kcrop:8", "--seed", str(2**64),
             "--out", tmp_path / "m.npz")
-    _assert_one_line_error(r, "seed must be in [-2^63, 2^64), got 18446744073709551616")
+    assert_one_line_error(r, "seed must be in [-2^63, 2^64), got 18446744073709551616")
     r = run("solve", hr_nifti, "--seed", str(-(2**63) - 1), "--out", tmp_path / "o.nii")
-    _assert_one_line_error(r, "seed must be in")
+    assert_one_line_error(r, "seed must be in")
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -407,7 +401,7 @@ def test_seed_out_of_range_is_named(run, hr_nifti, tmp_path):
 def test_train_bad_init_or_augmentation_is_one_line(run, tmp_path, extra, message):
     data = _nifti(tmp_path / "vol.nii.gz", _ok_volume())
     r = run("train", data, "--out", tmp_path / "v.ckpt", "--quiet", *extra)
-    _assert_one_line_error(r, message)
+    assert_one_line_error(r, message)
     assert sorted(tmp_path.iterdir()) == [data]
 
 
@@ -416,7 +410,7 @@ def test_train_refuses_to_write_over_its_init_file(run, tmp_path, tiny_prior):
     tiny_prior = Path(tiny_prior)
     before = tiny_prior.read_bytes()
     r = run("train", data, "--out", tiny_prior, "--init", tiny_prior, "--steps", "1", "--quiet")
-    _assert_one_line_error(r, f"--out {tiny_prior}")
+    assert_one_line_error(r, f"--out {tiny_prior}")
     assert tiny_prior.read_bytes() == before
 
 
@@ -424,7 +418,7 @@ def test_far_from_square_output_pixels_are_refused(run, tiny_prior, tmp_path):
     lr = tmp_path / "thin.npy"
     np.save(lr, _ok_volume()[:2, :, 0])  # 2x8 pixels -> 16x16: 4:1 pixels, e.g. a wrong --axis
     r = run("solve", lr, "--prior", tiny_prior, "--out", tmp_path / "o.npy", *FAST)
-    _assert_one_line_error(r, "2x8 pixels", "4:1 non-square pixels", "wrong --axis?")
+    assert_one_line_error(r, "2x8 pixels", "4:1 non-square pixels", "wrong --axis?")
 
 
 def test_mildly_non_square_output_pixels_get_a_one_line_warning(tiny_prior, tmp_path):

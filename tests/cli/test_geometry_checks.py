@@ -10,6 +10,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+from cli_assertions import assert_one_line_error
 
 from tests.cli.conftest import AFFINE, blob_volume
 
@@ -27,14 +28,6 @@ def _nifti(path, data, affine, unit=None, sform=True, qform=True):
     return path
 
 
-def _one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    return lines[0]
 
 
 def _shifted(dx):
@@ -54,7 +47,7 @@ def test_evaluate_refuses_a_copy_on_another_grid(run, tmp_path, affine, distance
     ref = _nifti(tmp_path / "hr.nii.gz", data, HR_AFFINE)
     rec = _nifti(tmp_path / "recon.nii.gz", data, affine)  # the same voxels, elsewhere
     r = run("evaluate", "--reference", ref, "--recon", rec, "--json")
-    _one_line_error(r, f"reconstruction {rec} and reference {ref} are on different grids",
+    assert_one_line_error(r, f"reconstruction {rec} and reference {ref} are on different grids",
                     f"voxel centres up to {distance} apart: {what}", "--ignore-geometry")
     r = run("evaluate", "--reference", ref, "--recon", rec, "--json", "--ignore-geometry")
     assert r.exit_code == 0, r.output
@@ -66,7 +59,7 @@ def test_evaluate_refuses_a_mask_on_another_grid(run, tmp_path):
     ref = _nifti(tmp_path / "hr.nii.gz", data, HR_AFFINE)
     mask = _nifti(tmp_path / "mask.nii.gz", data > 50, np.diag([-1.5, -1.5, 3.0, 1.0]))
     r = run("evaluate", "--reference", ref, "--recon", ref, "--mask", mask)
-    _one_line_error(r, f"mask {mask} and reference {ref} are on different grids")
+    assert_one_line_error(r, f"mask {mask} and reference {ref} are on different grids")
     r = run("evaluate", "--reference", ref, "--recon", ref, "--mask", mask, "--ignore-geometry")
     assert r.exit_code == 0, r.output
 
@@ -88,7 +81,7 @@ def test_evaluate_accepts_the_same_grid_stored_differently(run, tmp_path):
     r = run("evaluate", "--reference", ref, "--recon", rec, "--json")
     assert r.exit_code == 0, r.output
     rec = _nifti(tmp_path / "micron.nii", data, oblique, unit="micron")  # same numbers, 1000x
-    _one_line_error(run("evaluate", "--reference", ref, "--recon", rec), "different grids")
+    assert_one_line_error(run("evaluate", "--reference", ref, "--recon", rec), "different grids")
 
 
 def test_files_without_an_affine_are_compared_by_shape(run, tmp_path):
@@ -131,7 +124,7 @@ def test_solve_refuses_a_reference_on_another_grid_before_solving(run, tiny_prio
     ref = _nifti(tmp_path / "mirrored.nii.gz", nib.load(hr_nifti).get_fdata(), mirrored)
     out = tmp_path / "recon.nii.gz"
     r = run("solve", meas, "--prior", tiny_prior, "--reference", ref, "--out", out, *FAST)
-    _one_line_error(r, f"the reconstruction of {meas} and reference {ref} are on different "
+    assert_one_line_error(r, f"the reconstruction of {meas} and reference {ref} are on different "
                        "grids", "--ignore-geometry")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hr.nii.gz", "meas.npz",
                                                           "mirrored.nii.gz"]
@@ -156,7 +149,7 @@ def test_frame_picks_the_volume_of_a_4d_reference_for_a_measurement(run, tiny_pr
     assert r.exit_code == 0, r.output
     r = run("solve", meas, "--prior", tiny_prior, "--reference", hr4d,
             "--out", tmp_path / "x.nii.gz", *FAST)
-    _one_line_error(r, "choose a volume with --frame")
+    assert_one_line_error(r, "choose a volume with --frame")
     psnr = {}
     for frame in ("0", "1"):
         out = tmp_path / f"f{frame}.nii.gz"
@@ -181,7 +174,7 @@ def test_frame_picks_the_volume_of_a_4d_reference_for_a_measurement(run, tiny_pr
     ref3d = _nifti(tmp_path / "hr3d.nii.gz", hr, AFFINE)
     r = run("solve", meas, "--prior", tiny_prior, "--reference", ref3d, "--frame", "1",
             "--out", tmp_path / "y.nii.gz", *FAST)
-    _one_line_error(r, str(ref3d), "--frame given but the input is 3D")
+    assert_one_line_error(r, str(ref3d), "--frame given but the input is 3D")
     r = run("solve", meas, "--prior", tiny_prior, "--frame", "1", "--out", tmp_path / "z.nii.gz",
             *FAST)
-    _one_line_error(r, "leave --frame out")
+    assert_one_line_error(r, "leave --frame out")

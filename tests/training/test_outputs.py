@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+from cli_assertions import assert_one_line_error
 from tiny_model import TinyConfig, export_state, make_images
 from typer.testing import CliRunner
 
@@ -43,14 +44,6 @@ def _train(*args):
     return CliRunner().invoke(app, ["train", *(str(a) for a in args)])
 
 
-def _one_line_error(result, *fragments: str) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    return lines[0]
 
 
 def _files(out) -> dict[str, bytes]:
@@ -70,7 +63,7 @@ def test_cli_refuses_to_write_over_a_run_whose_resume_file_is_gone(tmp_path):
     resume_path(out).unlink()
     before = _files(out)
     r = _train(data, "--out", out, "--steps", "3", "--seed", "1", *TINY)
-    _one_line_error(r, f"error: {out} {REFUSAL}")
+    assert_one_line_error(r, f"error: {out} {REFUSAL}")
     assert _files(out) == before and _steps(out) == [1, 2, 3]
 
 
@@ -92,7 +85,7 @@ def test_a_fresh_run_refuses_each_earlier_file_before_reading_its_data(tmp_path,
         train(config)
     with pytest.raises(OutputExistsError, match=REFUSAL):  # the Trainer class checks too
         Trainer(config, None, export_state)
-    _one_line_error(_train(missing, "--out", out, "--steps", "1", *TINY), f"{path} {REFUSAL}")
+    assert_one_line_error(_train(missing, "--out", out, "--steps", "1", *TINY), f"{path} {REFUSAL}")
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
     assert path.read_text() == "earlier run\n"
 
@@ -104,8 +97,8 @@ def test_cli_resume_still_continues_and_overwrite_starts_afresh(tmp_path):
     assert r.exit_code == 0, r.output
     assert _steps(out) == [1, 2, 3]
     old = _files(out)
-    _one_line_error(_train(data, "--out", out, "--steps", "2", "--resume", "--overwrite", *TINY),
-                    "--resume", "--overwrite", "not both")
+    r = _train(data, "--out", out, "--steps", "2", "--resume", "--overwrite", *TINY)
+    assert_one_line_error(r, "--resume", "--overwrite", "not both")
     r = _train(data, "--out", out, "--steps", "2", "--seed", "1", "--overwrite", *TINY)
     assert r.exit_code == 0, r.output
     new = _files(out)
