@@ -31,7 +31,8 @@ class Image:
 
     Attributes:
         data: float array, 2 or 3 dimensions.
-        affine: 4x4 voxel-to-world matrix (NIfTI), or ``None`` (PNG, ``.npy``).
+        affine: 4x4 voxel-to-world matrix (NIfTI), or ``None`` (PNG, ``.npy``, and NIfTI files
+            whose qform and sform codes are both 0, which declare no geometry).
         kind: ``"nifti"``, ``"png"`` or ``"npy"``, the format it was read from.
         spatial_unit: the NIfTI header's unit of the affine (``"mm"``, ``"meter"``,
             ``"micron"``), ``None`` when unknown or not NIfTI.
@@ -118,7 +119,12 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, str | None]:
         raise ImageError(msg) from exc
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise ImageError(f"{path}: not a NIfTI image (nibabel read it as {type(img).__name__})")
-    return data, np.asarray(img.affine, dtype=np.float64), _spatial_unit(img.header)
+    header = img.header
+    if int(header["qform_code"]) == 0 and int(header["sform_code"]) == 0:
+        # NIfTI "method 1": no orientation or position is declared (what write_image writes for
+        # an image without an affine); treated like a .npy array rather than with nibabel's guess
+        return data, None, _spatial_unit(header)
+    return data, np.asarray(img.affine, dtype=np.float64), _spatial_unit(header)
 
 
 def _spatial_unit(header) -> str | None:
@@ -214,8 +220,10 @@ def write_image(
 ) -> None:
     """Write ``data`` atomically to ``path`` in the format its extension names.
 
-    NIfTI is written as float32 with ``affine`` (identity when ``None``) as both qform and sform,
-    and ``spatial_unit`` (one of :data:`SPATIAL_UNITS`; ``None``: unknown) as the header's unit.
+    NIfTI is written as float32 with ``affine`` as both qform and sform (code 1; when ``None``,
+    identity voxel sizes with codes 0: no geometry declared, and :func:`read_image` reads it back
+    as ``None``), and ``spatial_unit`` (one of :data:`SPATIAL_UNITS`; ``None``: unknown) as the
+    header's unit.
     ``.npy`` keeps the dtype. PNG (2D only) is 16-bit grayscale, linearly scaled so that the
     image's maximum is 65535 and negative values clip to 0: PNG is for viewing, not for numbers.
     """
@@ -227,8 +235,9 @@ def write_image(
 
         aff = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
         img = nib.Nifti1Image(data.astype(np.float32), aff)
-        img.set_qform(aff, code=1)
-        img.set_sform(aff, code=1)
+        code = 0 if affine is None else 1  # 0: no geometry declared (read back as None)
+        img.set_qform(aff, code=code)
+        img.set_sform(aff, code=code)
         if spatial_unit is not None:
             img.header.set_xyzt_units(xyz=spatial_unit)
         write_atomic(path, lambda tmp: nib.save(img, str(tmp)))

@@ -133,7 +133,7 @@ def _kind(path: Path) -> str | None:
     return None
 
 
-def _read_nifti(path: Path) -> tuple[Tensor, tuple[float, float, float], np.ndarray]:
+def _read_nifti(path: Path) -> tuple[Tensor, tuple[float, float, float], np.ndarray | None]:
     """Magnitude volume, voxel sizes and affine of a 3D (or the first frame of a 4D) NIfTI.
 
     Read with :func:`invdiff.io.images.read_image`, so a training volume passes the checks an
@@ -153,7 +153,9 @@ def _read_nifti(path: Path) -> tuple[Tensor, tuple[float, float, float], np.ndar
     if not all(math.isfinite(z) and z > 0 for z in zooms):
         zooms = (1.0, 1.0, 1.0)
     volume = torch.from_numpy(np.ascontiguousarray(data))
-    return volume, zooms, np.asarray(image.affine, dtype=np.float64)  # type: ignore[return-value]
+    # no affine (qform and sform codes 0): display orientation as for .npy volumes
+    affine = None if image.affine is None else np.asarray(image.affine, dtype=np.float64)
+    return volume, zooms, affine  # type: ignore[return-value]
 
 
 def _read_png(path: Path) -> Tensor:

@@ -434,3 +434,19 @@ def test_mildly_non_square_output_pixels_get_a_one_line_warning(tiny_prior, tmp_
     warning = [ln for ln in out.stderr.splitlines() if ln.startswith("warning: ")]
     assert len(warning) == 1 and "stretched 1.3:1" in warning[0], out.stderr
     assert "GeometryWarning" not in out.stderr and "warnings.warn" not in out.stderr
+
+
+def test_output_of_an_input_without_geometry_evaluates_against_a_nifti_reference(
+        run, tiny_prior, tmp_path):
+    """solve accepted the reference (no affine to compare); evaluate must agree, not refuse the
+    output for an identity affine that solve made up."""
+    hr = _ok_volume()
+    ref = _nifti(tmp_path / "ref.nii.gz", np.concatenate([hr, hr], axis=0)[:16, :8].repeat(2, 1),
+                 np.diag([1.5, 1.5, 3.0, 1.0]))
+    lr = tmp_path / "lr.npy"
+    np.save(lr, np.stack([hr[:, :, 0]] * 2, axis=-1))
+    out = tmp_path / "o.nii.gz"
+    r = run("solve", lr, "--prior", tiny_prior, "--out", out, "--reference", ref, *FAST)
+    assert r.exit_code == 0, r.output
+    r = run("evaluate", "--reference", ref, "--recon", out)
+    assert r.exit_code == 0, r.output

@@ -139,6 +139,17 @@ def test_upper_case_suffixes_are_written_in_their_format(tmp_path, name):
         assert (tmp_path / name).read_bytes()[:2] == b"\x1f\x8b"  # gzip, as the name says
 
 
+def test_nifti_without_geometry_round_trips_as_none(tmp_path):
+    """An image without an affine is written with qform/sform codes 0 and read back as None (a
+    made-up identity would be compared with real grids); so is anyone's code-0 NIfTI."""
+    write_image(tmp_path / "g.nii.gz", np.ones((4, 5, 2), np.float32))
+    header = nib.load(tmp_path / "g.nii.gz").header
+    assert int(header["qform_code"]) == 0 and int(header["sform_code"]) == 0
+    assert read_image(tmp_path / "g.nii.gz").affine is None
+    write_image(tmp_path / "a.nii.gz", np.ones((4, 5, 2), np.float32), _affine())
+    assert read_image(tmp_path / "a.nii.gz").affine is not None
+
+
 def test_atomic_path_leaves_nothing_on_error(tmp_path):
     target = tmp_path / "out.npy"
     with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:

@@ -122,6 +122,22 @@ def test_garbage_and_missing_files(tmp_path):
         load_prior(tmp_path / "absent.ckpt")
 
 
+@pytest.mark.parametrize("first_bytes", [b"\x80", b"PK"])
+def test_header_lengths_that_look_like_other_formats_still_load(tmp_path, tiny_vdm, first_bytes):
+    """The 8-byte header length of a valid file can start like a pickle or a zip archive."""
+    path = tmp_path / "vdm.ckpt"
+    save_prior(path, tiny_vdm)
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    want, mask = int.from_bytes(first_bytes, "little"), 256 ** len(first_bytes) - 1
+    m = n + ((want - n) & mask)  # the next length whose low bytes are first_bytes
+    # JSON allows trailing spaces (safetensors pads its header with them); offsets are relative
+    # to the end of the header, so the file stays valid
+    path.write_bytes(m.to_bytes(8, "little") + raw[8 : 8 + n] + b" " * (m - n) + raw[8 + n :])
+    assert path.read_bytes()[: len(first_bytes)] == first_bytes
+    load_prior(path)
+
+
 def test_image_and_data_files_given_as_priors_are_named(tmp_path):
     """Mistakes a user makes with --prior: a measurement (.npz), a NIfTI, a gzipped NIfTI."""
     import gzip
