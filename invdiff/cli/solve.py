@@ -127,6 +127,10 @@ def solve(
                 note(f"note: {manifest} was written with other software ({'; '.join(changes)}); "
                      "the re-run may not be bit-identical")
             layers.insert(0, parse_config(record["config"], f"{manifest} (config)"))
+            if input is not None and record["input"].get("kind") == "measurement":
+                # with a measurement input the recorded frame picked the recorded reference's
+                # volume; another input does not inherit that reference
+                layers[0].pop("frame", None)
             # files taken from the manifest must be the recorded ones; an INPUT or --prior given
             # explicitly (flag or --config) overrides the record like any other setting
             if input is None:

@@ -79,6 +79,7 @@ def train(
     from invdiff.config import validate_device
     from invdiff.training import cli_train
 
+    before = _stamp(out)
     with user_errors(debug):
         init_file = [Path(init)] if init not in (None, "default") else []
         check_checkpoint_path(out, [*data, *(val_data or ()), *init_file])
@@ -107,7 +108,19 @@ def train(
                           "(continue with --resume)")
             raise typer.Exit(EXIT_INTERRUPTED) from None
     if int(os.environ.get("RANK", "0")) == 0:  # one line under torchrun, not one per rank
-        console.print(f"wrote {written}")
+        if before is not None and _stamp(written) == before:  # resumed at its step budget
+            console.print(f"{written} is unchanged")
+        else:
+            console.print(f"wrote {written}")
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """Modification time and size of ``path`` (``None`` when it does not exist)."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 #: Names of training data, never of a checkpoint.

@@ -90,8 +90,8 @@ def read_input(path: str | os.PathLike, config: SolveConfig) -> Image | Measurem
     """Read and validate the input file alone: a measurement file or an image (``--frame``)."""
     if is_measurement_file(path):
         if config.frame is not None:
-            raise ProblemError(f"{path}: --frame selects a volume of 4D image input; a "
-                               "measurement file holds one image or volume (leave --frame out)")
+            raise ProblemError(f"{path}: --frame selects a volume of 4D image input (or of a "
+                               "4D --reference); a measurement file holds one image or volume")
         return read_measurement(path)
     return read_image(path, frame=config.frame)
 

@@ -177,4 +177,11 @@ def test_frame_picks_the_volume_of_a_4d_reference_for_a_measurement(run, tiny_pr
     assert_one_line_error(r, str(ref3d), "--frame given but the input is 3D")
     r = run("solve", meas, "--prior", tiny_prior, "--frame", "1", "--out", tmp_path / "z.nii.gz",
             *FAST)
-    assert_one_line_error(r, "leave --frame out")
+    assert_one_line_error(r, "or of a 4D --reference")
+    # the recorded set-up applied to another measurement (docs/formats.md): the recorded frame
+    # belonged to the recorded reference, which the new input does not inherit
+    r = run("solve", meas, "--manifest", tmp_path / "f1.nii.gz.manifest.json",
+            "--out", tmp_path / "other.nii.gz", "--quiet")
+    assert r.exit_code == 0, r.output
+    other = json.loads((tmp_path / "other.nii.gz.manifest.json").read_text())
+    assert other["config"].get("frame") is None and other["metrics"] is None

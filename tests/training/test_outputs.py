@@ -95,8 +95,11 @@ def test_cli_resume_still_continues_and_overwrite_starts_afresh(tmp_path):
     assert _train(data, "--out", out, "--steps", "2", *TINY).exit_code == 0
     r = _train(data, "--out", out, "--steps", "3", "--resume", *TINY)
     assert r.exit_code == 0, r.output
-    assert _steps(out) == [1, 2, 3]
+    assert _steps(out) == [1, 2, 3] and f"wrote {out}" in r.output
     old = _files(out)
+    r = _train(data, "--out", out, "--steps", "3", "--resume", *TINY)  # at its step budget
+    assert r.exit_code == 0 and f"{out} is unchanged" in r.output and "wrote" not in r.output
+    assert _files(out) == old
     r = _train(data, "--out", out, "--steps", "2", "--resume", "--overwrite", *TINY)
     assert_one_line_error(r, "--resume", "--overwrite", "not both")
     r = _train(data, "--out", out, "--steps", "2", "--seed", "1", "--overwrite", *TINY)
