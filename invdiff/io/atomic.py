@@ -57,7 +57,11 @@ def _check_writable(folder: Path) -> None:
         raise PermissionError(f"cannot write to output folder {folder}: "
                               f"{exc.strerror or exc}") from None
     os.close(fd)
-    os.unlink(tmp)
+    try:
+        os.unlink(tmp)
+    except OSError as exc:  # append-only or odd network mounts: say so rather than leave debris
+        raise PermissionError(f"cannot remove files in output folder {folder} ({tmp} is left "
+                              f"behind): {exc.strerror or exc}") from None
 
 
 def full_suffix(path: str | os.PathLike) -> str:

@@ -59,7 +59,8 @@ def check_same_grid(
     world_a, world_b = (a @ corners)[:3], (b @ corners)[:3]
     distance = float(np.max(np.linalg.norm(world_a - world_b, axis=0)))
     zooms_a, zooms_b = np.linalg.norm(a[:3, :3], axis=0), np.linalg.norm(b[:3, :3], axis=0)
-    tol = (GRID_TOLERANCE * float(min(zooms_a.min(), zooms_b.min()))
+    spread = [i for i in range(3) if dims[i] > 1] or [0]  # a single slice's thickness is moot
+    tol = (GRID_TOLERANCE * float(min(zooms_a[spread].min(), zooms_b[spread].min()))
            + COORDINATE_RTOL * float(max(np.abs(world_a).max(), np.abs(world_b).max())))
     if distance <= tol:
         return

@@ -239,9 +239,10 @@ def _check_pixel_aspect(image: Image, axis: int | None, small: tuple[int, int],
     what = (f"input slices of {small[0]}x{small[1]} pixels{size(sizes)} become the prior's "
             f"{big[0]}x{big[1]} pixels{size(out)}")
     if aspect > MAX_ASPECT:
+        hint = "wrong --axis?" if axis is not None else "are the input pixels not square?"
         raise ProblemError(f"{what}: {aspect:.2g}:1 non-square pixels would distort the anatomy "
-                           "the prior sees (wrong --axis?); pad or crop the input to a square "
-                           "field of view")
+                           f"the prior sees ({hint}); pad or crop the input to a square field "
+                           "of view, or give it as NIfTI with its voxel sizes")
     if aspect > WARN_ASPECT:
         import warnings
 

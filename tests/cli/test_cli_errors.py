@@ -148,7 +148,7 @@ def test_outputs_are_safe(run, meas, tiny_prior, tmp_path):
 
 
 def test_unwritable_outputs_are_refused_before_solving(run, meas, tiny_prior, tmp_path,
-                                                       monkeypatch):
+                                                       monkeypatch, hr_nifti):
     import invdiff.pipeline.run as run_module
 
     def must_not_run(*_args, **_kwargs):
@@ -165,8 +165,8 @@ def test_unwritable_outputs_are_refused_before_solving(run, meas, tiny_prior, tm
                         lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "denied")))
     r = run("solve", meas, "--prior", tiny_prior, "--out", tmp_path / "o.nii.gz", *FAST)
     assert_one_line_error(r, "cannot write to output folder")
-    r = run("simulate", meas, "--operator", "kcrop:8", "--out", tmp_path / "m2.npz")
-    assert r.exit_code == 2
+    r = run("simulate", hr_nifti, "--operator", "kcrop:8", "--out", tmp_path / "m2.npz")
+    assert_one_line_error(r, "cannot write to output folder")
 
 
 def test_upper_case_nifti_outputs(run, meas, tiny_prior, tmp_path):
@@ -416,9 +416,19 @@ def test_train_refuses_to_write_over_its_init_file(run, tmp_path, tiny_prior):
 
 def test_far_from_square_output_pixels_are_refused(run, tiny_prior, tmp_path):
     lr = tmp_path / "thin.npy"
-    np.save(lr, _ok_volume()[:2, :, 0])  # 2x8 pixels -> 16x16: 4:1 pixels, e.g. a wrong --axis
+    np.save(lr, _ok_volume()[:2, :, 0])  # 2x8 pixels -> 16x16: 4:1 pixels
     r = run("solve", lr, "--prior", tiny_prior, "--out", tmp_path / "o.npy", *FAST)
-    assert_one_line_error(r, "2x8 pixels", "4:1 non-square pixels", "wrong --axis?")
+    assert_one_line_error(r, "2x8 pixels", "4:1 non-square pixels", "not square?", "NIfTI")
+    # a volume of 2 mm voxels sliced along the wrong axis: 8x2-voxel slices of 2x2 mm
+    vol = _nifti(tmp_path / "v.nii.gz", _ok_volume(), np.diag([2.0, 2.0, 2.0, 1.0]))
+    r = run("solve", vol, "--axis", "0", "--prior", tiny_prior, "--out", tmp_path / "a.npy",
+            *FAST)
+    assert_one_line_error(r, "8x2 pixels (2x2)", "(1x0.25)", "4:1", "wrong --axis?")
+    # the same 8x2 slices are fine when their voxels are 2 x 8 mm (a square field of view)
+    vol = _nifti(tmp_path / "w.nii.gz", _ok_volume(), np.diag([2.0, 2.0, 8.0, 1.0]))
+    r = run("solve", vol, "--axis", "0", "--prior", tiny_prior, "--out", tmp_path / "b.npy",
+            *FAST)
+    assert r.exit_code == 0, r.output
 
 
 def test_mildly_non_square_output_pixels_get_a_one_line_warning(tiny_prior, tmp_path):

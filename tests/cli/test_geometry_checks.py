@@ -185,3 +185,17 @@ def test_frame_picks_the_volume_of_a_4d_reference_for_a_measurement(run, tiny_pr
     assert r.exit_code == 0, r.output
     other = json.loads((tmp_path / "other.nii.gz.manifest.json").read_text())
     assert other["config"].get("frame") is None and other["metrics"] is None
+
+
+def test_tolerance_ignores_the_thickness_of_a_single_slice():
+    """A 2D/single-slice NIfTI may store slice thickness 0: the tolerance comes from the in-plane
+    voxels (0.1% of 1 mm), not from that zero."""
+    from invdiff.pipeline.evaluate import check_same_grid
+
+    a = np.diag([1.0, 1.0, 0.0, 1.0])
+    b = a.copy()
+    b[0, 3] = 5e-4  # half the tolerance
+    check_same_grid((a, "mm", "a"), (b, "mm", "b"), (4, 4, 1))
+    b[0, 3] = 2e-3
+    with pytest.raises(ValueError, match="different grids"):
+        check_same_grid((a, "mm", "a"), (b, "mm", "b"), (4, 4, 1))
