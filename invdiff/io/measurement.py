@@ -155,6 +155,9 @@ def read_measurement(path: str | os.PathLike) -> Measurement:
         raise MeasurementError(f"{path}: source_shape must be 2 or 3 positive sizes, "
                                f"got {source_shape}")
     affine = _source_affine(arrays, path)
+    if affine is not None and source_shape is None:
+        raise MeasurementError(f"{path}: source_affine needs source_shape (the grid it belongs "
+                               "to)")
     axis = _integer(arrays, "axis", -1, path)
     if source_shape is not None and len(source_shape) == 3 and not 0 <= axis < 3:
         raise MeasurementError(f"{path}: axis must be 0, 1 or 2 for a 3D source_shape, got {axis}")

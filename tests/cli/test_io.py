@@ -299,6 +299,7 @@ _SLAB = {"source_shape": [16, 16, 1], "axis": 2}
     ({"source_affine": np.zeros((4, 4))}, "not a voxel-to-world affine"),
     ({"source_affine": np.diag([np.nan, 1.0, 1.0, 1.0])}, "source_affine has NaN/Inf entries"),
     ({"source_shape": [16, 16, 1, 1], "axis": 2}, "source_shape must be 2 or 3 positive sizes"),
+    ({"source_affine": np.eye(4)}, "source_affine needs source_shape"),
     ({"source_shape": [16, 16, 1], "axis": 5}, "axis must be 0, 1 or 2 for a 3D source_shape"),
     ({**_SLAB, "axis": -1}, "axis must be 0, 1 or 2"),
 ])
