@@ -69,6 +69,12 @@ def user_errors(debug: bool) -> Iterator[None]:
         if debug:
             raise
         raise fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
+    except (MemoryError, RuntimeError) as exc:  # numpy's and torch's (CUDA) out-of-memory errors
+        if debug or not (isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise fail(f"out of memory ({first}); use fewer --samples or a smaller --batch",
+                   EXIT_FAILED) from None
 
 
 def parse_shape(text: str) -> tuple[int, int]:

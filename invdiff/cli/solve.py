@@ -224,8 +224,13 @@ def _run(request: SolveRequest, quiet: bool) -> None:
     if metrics:
         for label, key in (("all voxels", "all_voxels"), ("foreground", "foreground")):
             m = metrics[key]
-            console.print(f"{label}: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, "
-                          f"NMSE {m['nmse']:.3e}")
+            console.print(f"{label}: PSNR {_number(m['psnr'], '.2f')} dB, SSIM "
+                          f"{_number(m['ssim'], '.4f')}, NMSE {_number(m['nmse'], '.3e')}")
+
+
+def _number(value: Any, spec: str) -> str:
+    """A metric as the manifest holds it: a number, or ``"inf"``/``"nan"`` (JSON has neither)."""
+    return value if isinstance(value, str) else format(value, spec)
 
 
 def _parse_options(items: list[str]) -> dict[str, Any]:

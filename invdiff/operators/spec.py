@@ -17,9 +17,9 @@ Plugins
 A package registers an operator factory ``(args: str, image_shape: tuple[int, int]) ->
 LinearOperator`` under the entry-point group ``invdiff.operators``; the first line of the
 factory's docstring is its description in :func:`list_operators`. The built-ins are registered
-the same way (see ``pyproject.toml``). As in xarray's ``backends/plugins.py``, entry points are read
-once and cached; a plugin that fails to load warns and is skipped; a duplicate name warns and the
-first one wins.
+the same way (see ``pyproject.toml``). As in xarray's ``backends/plugins.py``, entry points are
+read once and cached; a plugin that fails to load warns and is skipped; a duplicate name warns;
+a built-in wins over a plugin, else the first found (:mod:`invdiff.plugins`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from importlib.metadata import EntryPoint, entry_points
 
 from invdiff.operators.base import LinearOperator
+from invdiff.plugins import by_name
 
 GROUP = "invdiff.operators"
 Factory = Callable[[str, tuple[int, int]], LinearOperator]
@@ -45,11 +46,7 @@ def _entry_points() -> Iterable[EntryPoint]:
 def registry() -> dict[str, Factory]:
     """Name -> factory for every loadable operator (read once; call ``registry.cache_clear()``)."""
     found: dict[str, Factory] = {}
-    for ep in _entry_points():
-        if ep.name in found:
-            warnings.warn(f"duplicate invdiff operator {ep.name!r} ({ep.value}) ignored",
-                          RuntimeWarning, stacklevel=2)
-            continue
+    for ep in by_name(_entry_points(), "invdiff operator").values():
         try:
             factory = ep.load()
         except Exception as err:  # noqa: BLE001 (a broken plugin must not break the others)

@@ -166,8 +166,10 @@ def solve_problem(
                 fit = x.mean(dim=0)
             samples[:, start:stop] = x[:, :, 0].float().cpu().numpy()
             r = op(fit.to(y.device)) - y
-            num2 += float(torch.sum(r.abs() ** 2))
-            den2 += float(torch.sum(y.abs() ** 2))
+            # in float64: squares of k-space in float32 overflow (or vanish) for data scaled by
+            # ~1e19 (1e-19), which the solve itself handles (it works in the prior's range)
+            num2 += float(torch.sum(r.abs().double() ** 2))
+            den2 += float(torch.sum(y.abs().double() ** 2))
             batches.append(_batch_info(start, stop, result.info))
             done = stop
             if progress is not None:

@@ -1,9 +1,10 @@
 """Prior discovery: built-ins and plugins through the ``invdiff.priors`` entry-point group.
 
 An entry point names a callable ``(device: str) -> Prior``. The group is read once and cached
-(:func:`reload_plugins` re-reads it after installing a plugin). A duplicate name warns and the
-first wins; a plugin whose module fails to import warns and is skipped by :func:`list_priors`,
-and naming it in :func:`resolve_prior` raises the import failure.
+(:func:`reload_plugins` re-reads it after installing a plugin). A duplicate name warns; a
+built-in wins over a plugin, else the first found (:mod:`invdiff.plugins`). A plugin whose
+module fails to import warns and is skipped by :func:`list_priors`, and naming it in
+:func:`resolve_prior` raises the import failure.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from functools import cache, lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
+from invdiff.plugins import by_name
 from invdiff.priors.base import Prior
 from invdiff.priors.checkpoint import load_prior
 
@@ -32,18 +34,7 @@ class PriorPluginError(ImportError):
 
 @lru_cache(maxsize=1)
 def _entry_points() -> dict[str, EntryPoint]:
-    found: dict[str, EntryPoint] = {}
-    for ep in entry_points(group=GROUP):
-        if ep.name in found:
-            if found[ep.name].value != ep.value:
-                warnings.warn(
-                    f"prior {ep.name!r} registered twice ({found[ep.name].value}, {ep.value});"
-                    " using the first",
-                    stacklevel=3,
-                )
-            continue
-        found[ep.name] = ep
-    return found
+    return by_name(entry_points(group=GROUP), "prior")
 
 
 @cache

@@ -1,18 +1,24 @@
 """Solver discovery through the ``invdiff.solvers`` entry-point group (read once, cached).
 
-A duplicate name warns and the first wins; a solver whose module fails to import raises its
+A duplicate name warns; a built-in wins over a plugin, else the first found
+(:mod:`invdiff.plugins`); a solver whose module fails to import raises its
 ImportError when requested by name (the other solvers stay usable).
 """
 
 from __future__ import annotations
 
-import warnings
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 
+from invdiff.plugins import by_name
 from invdiff.solvers.result import Solver
 
 GROUP = "invdiff.solvers"
+
+
+class SolverPluginError(ImportError):
+    """A registered solver could not be loaded (its module fails to import, or has no such
+    attribute)."""
 
 
 class UnknownSolverError(KeyError):
@@ -24,17 +30,7 @@ class UnknownSolverError(KeyError):
 
 @lru_cache(maxsize=1)
 def _entry_points() -> dict[str, EntryPoint]:
-    found: dict[str, EntryPoint] = {}
-    for ep in entry_points(group=GROUP):
-        if ep.name in found and found[ep.name].value != ep.value:
-            warnings.warn(
-                f"solver {ep.name!r} registered twice ({found[ep.name].value}, {ep.value}); "
-                "using the first",
-                stacklevel=2,
-            )
-            continue
-        found.setdefault(ep.name, ep)
-    return found
+    return by_name(entry_points(group=GROUP), "solver")
 
 
 def list_solvers() -> list[str]:
@@ -47,11 +43,15 @@ def get_solver(name: str) -> Solver:
 
     Raises:
         UnknownSolverError: unknown name (the message lists the known ones).
-        ImportError: the solver's module fails to import.
+        SolverPluginError: the solver's module fails to import (any exception while loading).
     """
     eps = _entry_points()
     if name not in eps:
         raise UnknownSolverError(
             f"unknown solver {name!r}; known solvers: {', '.join(sorted(eps)) or '(none)'}"
         )
-    return eps[name].load()
+    try:
+        return eps[name].load()
+    except Exception as err:  # a broken plugin: one clear line, not its traceback
+        raise SolverPluginError(f"solver plugin {name!r} ({eps[name].value}) failed to load: "
+                                f"{type(err).__name__}: {err}") from err

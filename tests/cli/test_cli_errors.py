@@ -460,3 +460,55 @@ def test_output_of_an_input_without_geometry_evaluates_against_a_nifti_reference
     assert r.exit_code == 0, r.output
     r = run("evaluate", "--reference", ref, "--recon", out)
     assert r.exit_code == 0, r.output
+
+
+def test_out_of_memory_is_one_line(run, meas, tiny_prior, tmp_path, monkeypatch):
+    import invdiff.pipeline.run as run_module
+
+    def exhausted(*_args, **_kwargs):
+        raise MemoryError("Unable to allocate 6.10 GiB for an array with shape (100000, 3, 16)")
+
+    monkeypatch.setattr(run_module, "solve_problem", exhausted)
+    r = run("solve", meas, "--prior", tiny_prior, "--out", tmp_path / "o.npy", *FAST)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: out of memory (Unable to allocate")
+    assert "--samples" in lines[0] and not (tmp_path / "o.npy").exists()
+
+
+def test_a_perfect_match_with_the_reference_is_reported(run, meas, tiny_prior, tmp_path):
+    first = tmp_path / "a.npy"
+    zf = ("--solver", "zero-fill", "--prior", tiny_prior, "--quiet")
+    assert run("solve", meas, *zf, "--out", first).exit_code == 0
+    r = run("solve", meas, *zf, "--reference", first, "--out", tmp_path / "b.npy")
+    assert r.exit_code == 0, r.output
+    assert "PSNR inf dB" in r.output
+
+
+@pytest.mark.parametrize("factor", [1e30, 1e-30])
+def test_residual_of_extremely_scaled_k_space(run, meas, tiny_prior, tmp_path, factor):
+    import json
+
+    scaled = tmp_path / "s.npz"
+    arrays = dict(np.load(meas))
+    arrays["kspace"] = (arrays["kspace"] * factor).astype(np.complex64)
+    arrays.pop("scale")  # estimated again from the scaled data
+    np.savez(scaled, **arrays)
+    out = tmp_path / "o.npy"
+    r = run("solve", scaled, "--solver", "zero-fill", "--prior", tiny_prior, "--out", out,
+            "--quiet")
+    assert r.exit_code == 0, r.output
+    residual = json.loads((tmp_path / "o.npy.manifest.json").read_text())["residual"]
+    assert isinstance(residual, float) and 0 < residual < 1e-5
+
+
+def test_a_broken_solver_plugin_is_one_line(run, meas, tmp_path, monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from invdiff.solvers import registry
+
+    real = dict(registry._entry_points())
+    broken = EntryPoint("broken", "no_such_module_xyz:solve", registry.GROUP)
+    monkeypatch.setattr(registry, "_entry_points", lambda: {**real, "broken": broken})
+    r = run("solve", meas, "--solver", "broken", "--out", tmp_path / "o.npy", "--quiet")
+    assert_one_line_error(r, "solver plugin 'broken'", "failed to load", "ModuleNotFoundError")

@@ -173,7 +173,22 @@ def test_broken_and_duplicate_plugins_warn_and_are_skipped(fake_entry_points):
         names = list_operators()
     messages = " ".join(str(w.message) for w in caught)
     assert "broken" not in names and "failed to load" in messages
-    assert "duplicate" in messages and names["fft"].startswith("fft: centred")
+    assert "registered twice" in messages and names["fft"].startswith("fft: centred")
+
+
+def test_a_plugin_found_first_cannot_replace_a_built_in(monkeypatch):
+    """Discovery order depends on sys.path; a plugin's 'kcrop' must never become kcrop."""
+    real = list(spec._entry_points())
+    impostor = EntryPoint("kcrop", f"{__name__}:negate_from_spec", spec.GROUP)
+    monkeypatch.setattr(spec, "_entry_points", lambda: [impostor, *real])
+    spec.registry.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="a plugin cannot replace a built-in"):
+            op = from_spec("kcrop:4", (8, 8))
+        assert tuple(op.oshape) == (4, 4)
+    finally:
+        monkeypatch.undo()
+        spec.registry.cache_clear()
 
 
 def test_registry_is_read_once(fake_entry_points, monkeypatch):

@@ -124,7 +124,18 @@ def test_duplicate_plugin_warns_first_wins(monkeypatch, fresh_registry):
         name="default", value="invdiff_other:load", group=registry.GROUP
     )
     _with_extra(monkeypatch, dup)
-    with pytest.warns(UserWarning, match="registered twice"):
+    with pytest.warns(RuntimeWarning, match="registered twice"):
+        names = registry.list_priors()
+    assert names["default"].startswith("The shipped default prior")
+
+
+def test_a_plugin_found_first_cannot_replace_the_default_prior(monkeypatch, fresh_registry):
+    impostor = importlib.metadata.EntryPoint(name="default", value="invdiff_other:load",
+                                             group=registry.GROUP)
+    real = list(importlib.metadata.entry_points(group=registry.GROUP))
+    monkeypatch.setattr(registry, "entry_points", lambda group: [impostor, *real])
+    registry.reload_plugins()
+    with pytest.warns(RuntimeWarning, match="a plugin cannot replace a built-in"):
         names = registry.list_priors()
     assert names["default"].startswith("The shipped default prior")
 
