@@ -133,6 +133,35 @@ def environment_changes(record: dict[str, Any]) -> list[str]:
             if key in recorded and recorded.get(key) != now.get(key)]
 
 
+def operator_files(spec: str) -> dict[str, str]:
+    """``{absolute path: SHA-256}`` of the files an operator spec names (sampling masks, coil
+    maps: ``kmask:file=mask.npy``, ``sense:maps.npy``), as the operator factories find them
+    (relative to the working folder). Any argument that names an existing file counts."""
+    found: dict[str, str] = {}
+    for stage in spec.split("|"):
+        _, _, args = stage.partition(":")
+        for arg in args.split(","):
+            candidate = Path(arg.partition("=")[2] if "=" in arg else arg).expanduser()
+            if str(candidate).strip() and candidate.is_file():
+                found[str(candidate.resolve())] = sha256_file(candidate)
+    return found
+
+
+def check_operator_files(found: dict[str, str], recorded: dict[str, str]) -> None:
+    """Refuse a re-run whose operator files differ from those a manifest recorded.
+
+    Raises:
+        ManifestError: names the first file that is missing, new or changed.
+    """
+    for path in sorted(set(found) | set(recorded)):
+        if found.get(path) != recorded.get(path):
+            what = ("is no longer where the operator finds it" if path not in found else
+                    "was not used by the recorded run" if path not in recorded else
+                    "has changed")
+            raise ManifestError(f"operator file {path} {what} (the manifest recorded "
+                                f"{sorted(recorded) or 'none'}); the re-run would not repeat it")
+
+
 def _default(obj: Any) -> Any:
     """JSON for numpy/torch scalars and arrays."""
     if hasattr(obj, "tolist"):

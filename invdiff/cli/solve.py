@@ -118,6 +118,7 @@ def solve(
             flags["options"] = _parse_options(option)
         layers: list[dict[str, Any]] = []
         expected: dict[str, str | None] = {}
+        expected_files: dict[str, str] | None = None
         if config is not None:
             layers.append(load_config(config))
         if manifest is not None:
@@ -136,6 +137,8 @@ def solve(
             if input is None:
                 input = Path(record["input"]["path"])
                 expected["input"] = record["input"].get("sha256")
+                if isinstance(record["input"].get("operator_files"), dict):
+                    expected_files = record["input"]["operator_files"]
                 if reference is None and record.get("reference"):  # metrics again, same file
                     reference = Path(record["reference"]["path"])
                     expected["reference"] = record["reference"].get("sha256")
@@ -150,7 +153,7 @@ def solve(
         request = SolveRequest(
             input=input, out=out, config=resolve_config(*layers, flags), reference=reference,
             overwrite=overwrite, config_file=config, expected_sha256=expected,
-            ignore_geometry=ignore_geometry,
+            ignore_geometry=ignore_geometry, expected_operator_files=expected_files,
         )
         _run(request, quiet)
 

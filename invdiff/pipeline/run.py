@@ -28,7 +28,15 @@ from invdiff.io import (
     write_image,
 )
 from invdiff.io.atomic import full_suffix
-from invdiff.manifest import ManifestError, environment, manifest_path, sha256_file, write_manifest
+from invdiff.manifest import (
+    ManifestError,
+    check_operator_files,
+    environment,
+    manifest_path,
+    operator_files,
+    sha256_file,
+    write_manifest,
+)
 from invdiff.metrics import auto_mask, evaluate
 from invdiff.pipeline.evaluate import check_same_grid
 from invdiff.pipeline.problem import SliceProblem, load_problem, read_input
@@ -48,6 +56,8 @@ class SolveRequest:
         config_file: the TOML file the configuration came from (recorded, never overwritten).
         expected_sha256: ``{"input": ..., "prior": ..., "reference": ...}`` digests a re-run
             must match.
+        expected_operator_files: ``{path: digest}`` of the files the operator spec named in the
+            run a manifest recorded (mask, coil maps); a re-run must find the same ones.
         ignore_geometry: compare with the reference even when its affine and the output's put
             the voxels in different places.
     """
@@ -60,6 +70,7 @@ class SolveRequest:
     config_file: Path | None = None
     expected_sha256: dict[str, str | None] = field(default_factory=dict)
     ignore_geometry: bool = False
+    expected_operator_files: dict[str, str] | None = None
 
 
 def output_paths(out: Path, config: SolveConfig) -> dict[str, Path]:
@@ -128,6 +139,9 @@ def run_solve(
         raise ValueError(f"prior {cfg.prior} models {c}-channel images; magnitude MRI needs 1")
     t_load = time.perf_counter()
     problem = load_problem(request.input, cfg, (ph, pw), loaded)
+    op_files = operator_files(problem.operator)
+    if request.expected_operator_files is not None:
+        check_operator_files(op_files, request.expected_operator_files)
     if problem.ndim == 3 and image_kind(request.out) == "png":
         raise ValueError(f"output {request.out}: PNG holds 2D images; use .nii.gz or .npy")
     reference = _reference(request, problem, cfg.frame)  # before solving
@@ -149,7 +163,8 @@ def run_solve(
         "input": {"path": str(request.input.resolve()), "sha256": digests["input"],
                   "kind": problem.kind, "operator": problem.operator,
                   "noise_sigma": problem.noise_sigma, "scale": problem.scale,
-                  "slices": int(problem.y.shape[0]), "axis": problem.axis},
+                  "slices": int(problem.y.shape[0]), "axis": problem.axis,
+                  "operator_files": op_files},
         "prior": {"name": cfg.prior, "sha256": digests["prior"],
                   "image_shape": list(prior.image_shape)},
         "config_file": None if request.config_file is None else {

@@ -382,3 +382,30 @@ def test_spatial_unit_is_carried_to_every_nifti_output(run, tiny_prior, tmp_path
     assert read_measurement(pm).source_unit is None
     r = run("solve", pm, "--prior", tiny_prior, "--out", po, *FAST)
     assert r.exit_code == 0 and nib.load(po).header.get_xyzt_units()[0] == "unknown"
+
+
+def test_manifest_records_and_checks_the_operator_files(run, hr_nifti, tiny_prior, tmp_path):
+    """A mask named by the operator spec is part of the run: recorded with its SHA-256, and a
+    re-run from the manifest refuses a changed mask instead of silently using it."""
+    mask = tmp_path / "mask.npy"
+    rows = np.zeros((16, 16), dtype=bool)
+    rows[::2] = True
+    rows[6:10] = True
+    np.save(mask, rows)
+    meas = tmp_path / "k.npz"
+    assert run("simulate", hr_nifti, "--operator", f"kmask:file={mask}", "--out",
+               meas).exit_code == 0
+    first = tmp_path / "a.npy"
+    r = run("solve", meas, "--solver", "zero-fill", "--prior", tiny_prior, "--out", first,
+            "--quiet")
+    assert r.exit_code == 0, r.output
+    record = json.loads((tmp_path / "a.npy.manifest.json").read_text())
+    assert list(record["input"]["operator_files"]) == [str(mask.resolve())]
+    again = run("solve", "--manifest", f"{first}.manifest.json", "--out", tmp_path / "b.npy",
+                "--quiet")
+    assert again.exit_code == 0, again.output
+    rows[3] = True
+    np.save(mask, rows)
+    r = run("solve", "--manifest", f"{first}.manifest.json", "--out", tmp_path / "c.npy",
+            "--quiet")
+    assert r.exit_code == 2 and f"operator file {mask.resolve()} has changed" in r.stderr
