@@ -218,6 +218,44 @@ class GeometryWarning(UserWarning):
     """The input can be solved, but its geometry will not suit the prior well."""
 
 
+class MeasurementWarning(UserWarning):
+    """The measurement is not what the operator makes from a real image."""
+
+
+#: Relative distance of a noiseless measurement from the operator's range on real images above
+#: which :func:`check_measurement_fit` warns (exact data sit at ~1e-7).
+FIT_WARNING = 1e-3
+
+
+def check_measurement_fit(problem: SliceProblem, phase: bool) -> float | None:
+    """Warn when noiseless data are far from ``A x`` for every real image ``x``.
+
+    ``|A A+ y - y| / |y|`` with the real-image pseudo-inverse (closed-form operators only): large
+    for complex scanner k-space with a phase (``--phase`` handles it) or for data that the
+    operator does not describe (another mask, another crop). Returns the distance, ``None`` when
+    not checked (noisy data, ``phase``, no closed-form real pinv).
+    """
+    op = from_spec(problem.operator, problem.image_shape)
+    if phase or problem.noise_sigma > 0 or not getattr(op, "has_pinv_real", False):
+        return None
+    y = torch.from_numpy(np.ascontiguousarray(problem.y)).to(torch.complex128)
+    y = y if y.is_complex() else y.real
+    if not op(torch.zeros(1, *op.ishape, dtype=torch.float64)).is_complex():
+        y = y.real
+    fit = op(op.pinv_real(y))
+    den = float(torch.linalg.vector_norm(y))
+    distance = float(torch.linalg.vector_norm(fit - y)) / den if den > 0 else 0.0
+    if distance > FIT_WARNING:
+        import warnings
+
+        warnings.warn(
+            f"the measurement is {distance:.3g} (relative) away from anything {problem.operator} "
+            "makes from a real image: complex k-space with a phase needs --phase; otherwise the "
+            "operator does not describe the data (another mask or crop?)",
+            MeasurementWarning, stacklevel=2)
+    return distance
+
+
 def _check_pixel_aspect(image: Image, axis: int | None, small: tuple[int, int],
                         big: tuple[int, int]) -> None:
     """Refuse or warn when the output's in-plane pixels are far from square.

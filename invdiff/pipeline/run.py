@@ -39,7 +39,12 @@ from invdiff.manifest import (
 )
 from invdiff.metrics import auto_mask, evaluate
 from invdiff.pipeline.evaluate import check_same_grid
-from invdiff.pipeline.problem import SliceProblem, load_problem, read_input
+from invdiff.pipeline.problem import (
+    SliceProblem,
+    check_measurement_fit,
+    load_problem,
+    read_input,
+)
 from invdiff.pipeline.solve import SolveOutput, check_solver_options, for_solver, solve_problem
 
 
@@ -139,6 +144,7 @@ def run_solve(
         raise ValueError(f"prior {cfg.prior} models {c}-channel images; magnitude MRI needs 1")
     t_load = time.perf_counter()
     problem = load_problem(request.input, cfg, (ph, pw), loaded)
+    check_measurement_fit(problem, cfg.phase)
     op_files = operator_files(problem.operator)
     if request.expected_operator_files is not None:
         check_operator_files(op_files, request.expected_operator_files)
