@@ -106,9 +106,9 @@ def setup(
     started = time.perf_counter()
     if not isinstance(y, Tensor):
         raise SolverInputError(f"{name}: y must be a torch.Tensor, got {type(y).__name__}")
-    if steps is not None and (not isinstance(steps, int) or steps < 1):
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise SolverInputError(f"{name}: steps must be an integer >= 1, got {steps!r}")
-    if not isinstance(n_samples, int) or n_samples < 1:
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise SolverInputError(f"{name}: n_samples must be an integer >= 1, got {n_samples!r}")
     ishape, oshape = tuple(operator.ishape), tuple(operator.oshape)
     image_shape = tuple(prior.image_shape)
@@ -129,6 +129,12 @@ def setup(
         raise SolverInputError(f"{name}: y contains NaN or Inf")
     if not (y.is_complex() or y.is_floating_point()):
         raise SolverInputError(f"{name}: y must be floating point or complex, got {y.dtype}")
+    makes_complex = bool(operator(torch.zeros(1, *ishape, device=y.device)).is_complex())
+    if makes_complex != y.is_complex():
+        # y.real of k-space would be solved "consistently" with half the data thrown away
+        raise SolverInputError(
+            f"{name}: operator {describe(operator)} measures "
+            f"{'complex' if makes_complex else 'real'} values but y is {y.dtype}")
     # work in the prior's dtype (float32 for network priors, which do not declare one)
     dtype = getattr(prior, "dtype", torch.float32)
     device = getattr(prior, "device", y.device)

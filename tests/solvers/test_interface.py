@@ -95,6 +95,10 @@ def test_bad_input(name, problem):
         solve(big, y, prior, steps=2)
     with pytest.raises(SolverInputError, match="noise_sigma"):
         solve(op, y, prior, steps=2, noise_sigma=-1.0)
+    with pytest.raises(SolverInputError, match="measures complex values but y is torch.float32"):
+        solve(op, y.real.float(), prior, steps=2)  # half of the k-space thrown away
+    with pytest.raises(SolverInputError, match="n_samples must be an integer >= 1, got True"):
+        solve(op, y, prior, steps=2, n_samples=True)
 
 
 @pytest.mark.parametrize("lam", [0.0, -0.5, 1.5, float("nan")])
