@@ -107,9 +107,11 @@ class SolveConfig:
 
 
 def check_seed(seed: int) -> None:
-    """Refuse a seed ``torch.Generator.manual_seed`` cannot take (it says only "Overflow")."""
-    if not -(2**63) <= seed < 2**64:
-        raise ConfigError(f"seed must be in [-2^63, 2^64), got {seed}")
+    """Refuse a seed outside ``[0, 2^32)``: torch's CPU generator keeps only the low 32 bits of
+    its seed (0 and 2^32 draw the same numbers), so larger ones would look distinct but repeat
+    runs, and beyond 64 bits it says only "Overflow"."""
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"seed must be in [0, 2^32) (torch's generator uses 32 bits), got {seed}")
 
 
 def validate_device(device: str) -> None:

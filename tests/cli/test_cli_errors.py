@@ -388,9 +388,16 @@ def test_seed_out_of_range_is_named(run, hr_nifti, tmp_path):
     # torch said only "Overflow when unpacking long long"
     r = run("simulate", hr_nifti, "--operator", "kcrop:8", "--seed", str(2**64),
             "--out", tmp_path / "m.npz")
-    assert_one_line_error(r, "seed must be in [-2^63, 2^64), got 18446744073709551616")
+    assert_one_line_error(r, "seed must be in [0, 2^32)", "got 18446744073709551616")
     r = run("solve", hr_nifti, "--seed", str(-(2**63) - 1), "--out", tmp_path / "o.nii")
     assert_one_line_error(r, "seed must be in")
+    # 2^32 would draw what 0 draws: refused rather than recorded as a different seed
+    r = run("simulate", hr_nifti, "--operator", "kcrop:8", "--seed", str(2**32),
+            "--out", tmp_path / "m.npz")
+    assert_one_line_error(r, "seed must be in [0, 2^32) (torch's generator uses 32 bits)")
+    r = run("simulate", hr_nifti, "--operator", "kcrop:8", "--seed", "-1", "--out",
+            tmp_path / "m.npz")
+    assert_one_line_error(r, "got -1")
 
 
 @pytest.mark.parametrize("extra, message", [
