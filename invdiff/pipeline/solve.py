@@ -63,10 +63,19 @@ class SolveOutput:
 
 
 def for_solver(solver: Callable[..., Any], config: SolveConfig) -> SolveConfig:
-    """``config`` as ``solver`` runs it: one sample for a deterministic solver (one that takes no
-    ``n_samples``, e.g. the baselines), so no all-zero std map is written for it."""
-    if config.samples > 1 and "n_samples" not in inspect.signature(solver).parameters:
-        return dataclasses.replace(config, samples=1)
+    """``config`` as ``solver`` runs it, so that the manifest records what ran: one sample for a
+    deterministic solver (one that takes no ``n_samples``, e.g. the baselines), so no all-zero std
+    map is written for it; the default lambda, with a warning, for a solver that takes none."""
+    params = inspect.signature(solver).parameters
+    if config.samples > 1 and "n_samples" not in params:
+        config = dataclasses.replace(config, samples=1)
+    default_lam = SolveConfig.lam
+    if config.lam != default_lam and "lam" not in params:
+        import warnings
+
+        warnings.warn(f"solver {config.solver} has no lambda: lambda {config.lam} is not used",
+                      UserWarning, stacklevel=2)
+        config = dataclasses.replace(config, lam=default_lam)
     return config
 
 

@@ -435,3 +435,14 @@ def test_a_mask_that_does_not_describe_the_data_is_flagged(run, hr_nifti, tiny_p
     with pytest.warns(MeasurementWarning, match="operator does not describe the data"):
         run("solve", tmp_path / "shifted.npz", "--solver", "zero-fill", "--prior", tiny_prior,
             "--quiet", "--out", tmp_path / "b.npy")
+
+
+def test_lambda_of_a_solver_without_one_is_not_recorded_as_used(run, hr_nifti, tiny_prior,
+                                                                 tmp_path):
+    meas = tmp_path / "m.npz"
+    assert run("simulate", hr_nifti, "--operator", "kcrop:8", "--out", meas).exit_code == 0
+    with pytest.warns(UserWarning, match="solver dps has no lambda: lambda 0.3 is not used"):
+        r = run("solve", meas, "--solver", "dps", "--lambda", "0.3", "--prior", tiny_prior,
+                "--steps", "2", "--samples", "1", "--quiet", "--out", tmp_path / "a.npy")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "a.npy.manifest.json").read_text())["config"]["lambda"] == 1.0
