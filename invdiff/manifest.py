@@ -133,16 +133,29 @@ def environment_changes(record: dict[str, Any]) -> list[str]:
             if key in recorded and recorded.get(key) != now.get(key)]
 
 
+#: Operator-spec keys whose values are files (``kmask:file=``, ``sense:espirit=``); a value
+#: without a key counts when it names a data file (``sense:maps.npy``).
+FILE_KEYS = ("file", "espirit", "maps")
+DATA_SUFFIXES = (".npy", ".npz", ".nii", ".nii.gz", ".mat", ".h5")
+
+
 def operator_files(spec: str) -> dict[str, str]:
     """``{absolute path: SHA-256}`` of the files an operator spec names (sampling masks, coil
     maps: ``kmask:file=mask.npy``, ``sense:maps.npy``), as the operator factories find them
-    (relative to the working folder). Any argument that names an existing file counts."""
+    (relative to the working folder): values of :data:`FILE_KEYS`, and key-less values with a
+    :data:`DATA_SUFFIXES` suffix, that name existing files (``kcrop:32`` never counts)."""
     found: dict[str, str] = {}
     for stage in spec.split("|"):
         _, _, args = stage.partition(":")
         for arg in args.split(","):
-            candidate = Path(arg.partition("=")[2] if "=" in arg else arg).expanduser()
-            if str(candidate).strip() and candidate.is_file():
+            key, has_key, value = arg.partition("=")
+            value = value if has_key else key
+            if has_key and key.strip().lower() not in FILE_KEYS:
+                continue
+            if not has_key and not value.strip().lower().endswith(DATA_SUFFIXES):
+                continue
+            candidate = Path(value.strip()).expanduser()
+            if candidate.is_file():
                 found[str(candidate.resolve())] = sha256_file(candidate)
     return found
 

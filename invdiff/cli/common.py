@@ -70,7 +70,10 @@ def user_errors(debug: bool) -> Iterator[None]:
             raise
         raise fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
     except (MemoryError, RuntimeError) as exc:  # numpy's and torch's (CUDA) out-of-memory errors
-        if debug or not (isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__):
+        text = str(exc).lower()
+        out_of_memory = (isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__
+                         or "can't allocate memory" in text or "out of memory" in text)
+        if debug or not out_of_memory:  # torch's CPU and MPS allocators raise RuntimeError
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise fail(f"out of memory ({first}); use fewer --samples or a smaller --batch",

@@ -70,7 +70,10 @@ def for_solver(solver: Callable[..., Any], config: SolveConfig) -> SolveConfig:
     if config.samples > 1 and "n_samples" not in params:
         config = dataclasses.replace(config, samples=1)
     default_lam = SolveConfig.lam
-    if config.lam != default_lam and "lam" not in params:
+    # a solver takes lambda as ``lam`` or through a ``**kwargs`` it reads; the built-ins that
+    # ignore it swallow extra keywords as ``**_``
+    passes_on = any(p.kind is p.VAR_KEYWORD and name != "_" for name, p in params.items())
+    if config.lam != default_lam and "lam" not in params and not passes_on:
         import warnings
 
         warnings.warn(f"solver {config.solver} has no lambda: lambda {config.lam} is not used",

@@ -519,3 +519,23 @@ def test_a_broken_solver_plugin_is_one_line(run, meas, tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "_entry_points", lambda: {**real, "broken": broken})
     r = run("solve", meas, "--solver", "broken", "--out", tmp_path / "o.npy", "--quiet")
     assert_one_line_error(r, "solver plugin 'broken'", "failed to load", "ModuleNotFoundError")
+
+
+@pytest.mark.parametrize("error, one_line", [
+    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 6 GB"), True),
+    (RuntimeError("MPS backend out of memory"), True),
+    (RuntimeError("an ordinary bug"), False),
+])
+def test_torch_out_of_memory_is_one_line_and_other_errors_are_not_hidden(
+        run, meas, tiny_prior, tmp_path, monkeypatch, error, one_line):
+    import invdiff.pipeline.run as run_module
+
+    def fail(*_args, **_kwargs):
+        raise error
+
+    monkeypatch.setattr(run_module, "solve_problem", fail)
+    r = run("solve", meas, "--prior", tiny_prior, "--out", tmp_path / "o.npy", *FAST)
+    if one_line:
+        assert r.exit_code == 1 and r.stderr.startswith("error: out of memory")
+    else:
+        assert r.exception is error  # a real bug keeps its traceback

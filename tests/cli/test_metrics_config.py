@@ -173,3 +173,31 @@ def test_solver_options_merge_key_by_key():
     cfg = resolve_config({"options": {"eta": 0.0, "grid": "logsnr"}}, {"options": {"eta": 0.5}},
                          {"options": {"final_dc": False}})
     assert cfg.options == {"eta": 0.5, "grid": "logsnr", "final_dc": False}
+
+
+def test_operator_files_are_only_file_arguments(tmp_path, monkeypatch):
+    from invdiff.manifest import operator_files
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("2", "8", "32", "mask.npy", "maps.npy"):
+        (tmp_path / name).write_bytes(name.encode())
+    assert operator_files("downsample:2|sense:birdcage=8|kcrop:32") == {}
+    found = operator_files("sense:maps.npy|kmask:file=mask.npy")
+    assert sorted(found) == [str(tmp_path / "maps.npy"), str(tmp_path / "mask.npy")]
+    assert operator_files("kmask:file=absent.npy") == {}  # the operator will say it is missing
+
+
+def test_lambda_reaches_a_solver_that_reads_keyword_options():
+    """A plugin solver may take lambda through **options: it is passed on, not reset."""
+    from invdiff.pipeline.solve import for_solver
+
+    def plugin(operator, y, prior, *, steps=50, n_samples=1, **options):
+        return options
+
+    def builtin_without_lambda(operator, y, prior, *, steps=50, n_samples=1, **_):
+        return None
+
+    cfg = SolveConfig(solver="plugin", lam=0.3)
+    assert for_solver(plugin, cfg).lam == 0.3
+    with pytest.warns(UserWarning, match="has no lambda"):
+        assert for_solver(builtin_without_lambda, cfg).lam == 1.0
