@@ -163,9 +163,14 @@ def operator_files(spec: str) -> dict[str, str]:
 def check_operator_files(found: dict[str, str], recorded: dict[str, str]) -> None:
     """Refuse a re-run whose operator files differ from those a manifest recorded.
 
+    Files are compared by content: the same files found at other paths (a moved project
+    folder) pass.
+
     Raises:
         ManifestError: names the first file that is missing, new or changed.
     """
+    if sorted(found.values()) == sorted(recorded.values()):
+        return
     for path in sorted(set(found) | set(recorded)):
         if found.get(path) != recorded.get(path):
             what = ("is no longer where the operator finds it" if path not in found else

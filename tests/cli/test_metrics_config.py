@@ -201,3 +201,11 @@ def test_lambda_reaches_a_solver_that_reads_keyword_options():
     assert for_solver(plugin, cfg).lam == 0.3
     with pytest.warns(UserWarning, match="has no lambda"):
         assert for_solver(builtin_without_lambda, cfg).lam == 1.0
+
+
+def test_operator_files_compare_by_content():
+    from invdiff.manifest import ManifestError, check_operator_files
+
+    check_operator_files({"/new/place/mask.npy": "ab"}, {"/old/place/mask.npy": "ab"})
+    with pytest.raises(ManifestError, match="mask.npy"):
+        check_operator_files({"/old/place/mask.npy": "cd"}, {"/old/place/mask.npy": "ab"})
