@@ -74,6 +74,11 @@ def operators_check(
             raise
         stdout.print(f"[red]FAIL[/red] {exc}")
         raise typer.Exit(1) from None
+    except Exception as exc:  # the operator itself raised: a failure of the operator, one line
+        if debug:
+            raise
+        stdout.print(f"[red]FAIL[/red] the operator raised {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from None
     cuda = torch.cuda.is_available()
     stdout.print("[green]PASS[/green] adjoint, linearity, normal, selection-unitary"
                  + (", pinv" if pinv else "") + (", CPU/CUDA agreement" if cuda else "")

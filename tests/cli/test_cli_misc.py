@@ -57,6 +57,18 @@ def test_operators_check(run):
     assert r.exit_code == 2 and r.stderr.strip() == "error: --batch must be >= 1, got 0"
 
 
+def test_operators_check_reports_an_operator_that_raises_as_a_failure(run, monkeypatch):
+    from invdiff.operators import fourier
+
+    def broken(self, x):
+        raise RuntimeError("plugin bug")
+
+    monkeypatch.setattr(fourier.KCrop, "_apply", broken)
+    r = run("operators", "check", "kcrop:8", "--shape", "16")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "FAIL the operator raised RuntimeError: plugin bug" in r.stdout
+
+
 def _display(volume_ras: np.ndarray, k: int, axis: int) -> np.ndarray:
     """The training data's convention (scripts/build_dataset.py)."""
     return np.flipud(np.take(volume_ras, k, axis=axis).T)
