@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -52,7 +53,9 @@ def dps(
     name = "dps"
     p = setup(name, operator, y, prior, steps=steps, n_samples=n_samples)
     eta = check_eta(eta, name)
-    check_noise_sigma(noise_sigma, name)
+    if check_noise_sigma(noise_sigma, name) > 0:
+        warnings.warn(f"{name}: noise_sigma {noise_sigma} is not used (the step size zeta "
+                      "absorbs the noise level, as in the paper)", UserWarning, stacklevel=2)
     if not zeta > 0:
         raise SolverInputError(f"{name}: zeta must be > 0, got {zeta}")
     dims = tuple(range(1, p.y_rep.ndim))

@@ -139,3 +139,9 @@ def test_relative_residual_is_nan_for_zero_measurement(problem):
     assert bool(torch.isnan(res.info["residual"]).all())
     res = get_solver("zero-fill")(op, y, prior)
     assert bool(torch.isfinite(res.info["residual"]).all())
+
+
+def test_dps_says_that_it_does_not_use_the_noise_level(problem):
+    op, y, prior = problem
+    with pytest.warns(UserWarning, match="dps: noise_sigma 0.1 is not used"):
+        get_solver("dps")(op, y, prior, steps=2, noise_sigma=0.1)
