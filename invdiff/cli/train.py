@@ -63,7 +63,7 @@ def train(
         help="Augment training images (--no-augment: off).")] = True,
     augment_preset: Annotated[str, typer.Option(
         help="light (flips, small rotations/scalings, gamma), strong (+ stretch, elastic, "
-             "bias field) or legacy (light, bilinear resampling as invdiff 0.1).")] = "light",
+             "bias field), legacy (light, bilinear resampling as invdiff 0.1) or none.")] = "light",
     reorient: Annotated[bool, typer.Option(
         help="Show NIfTI slices in display orientation, as invdiff solve presents them "
              "(--no-reorient: file voxel order).")] = True,

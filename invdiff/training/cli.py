@@ -92,8 +92,11 @@ def cli_train(
         if preset is not None or image_size is not None:
             asked = VDMConfig.preset(preset or "default", **overrides)
             if asked != model:
-                raise ValueError(f"--init {init} holds a different model than --preset "
-                                 f"{preset or 'default'} / --image-size asks for; leave them out")
+                what = ", ".join(f"{k} {getattr(model, k)} (asked: {getattr(asked, k)})"
+                                 for k in ("image_size", "unet_channels", "num_res_blocks")
+                                 if getattr(model, k) != getattr(asked, k)) or "its settings"
+                raise ValueError(f"--init {init} holds a different model: {what}; leave "
+                                 "--preset and --image-size out to take the file's")
     else:
         model = VDMConfig.preset(preset or "default", **overrides)
     config = TrainConfig(

@@ -61,6 +61,8 @@ class DataConfig:
             raise ValueError(f"image_size must be >= 4, got {self.image_size}")
         if not self.axes or any(a not in (0, 1, 2) for a in self.axes):
             raise ValueError(f"axes must be a non-empty subset of (0, 1, 2), got {self.axes}")
+        if len(set(self.axes)) != len(self.axes):  # each slice would be trained on twice
+            raise ValueError(f"axes must not repeat, got {self.axes}")
         if not 0.0 <= self.min_foreground < 1.0:
             raise ValueError(f"min_foreground must be in [0, 1), got {self.min_foreground}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -283,6 +285,9 @@ def check_run_outputs(output: str | Path, resume: bool, overwrite: bool) -> None
     Raises:
         OutputExistsError: one of them exists (the message names it).
     """
+    if Path(output).is_dir():
+        raise IsADirectoryError(f"output {output} is a folder; give a file path such as "
+                                f"{Path(output) / 'vdm.ckpt'}")
     if resume or overwrite:
         return
     for path in (Path(output), resume_path(output), log_path(output)):

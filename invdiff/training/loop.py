@@ -251,7 +251,12 @@ class Trainer:
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> Path:
-        """Train until ``max_steps`` or ``max_minutes``; return the prior file's path."""
+        """Train until ``max_steps`` or ``max_minutes``; return the prior file's path.
+
+        Raises:
+            TrainingInterrupted: SIGINT/SIGTERM stopped the run (after finishing the step and
+                writing the prior and resume file).
+        """
         cfg, info = self.config, self.info
         display = RunDisplay(self.step_count, cfg.max_steps, cfg.max_minutes,
                              enabled=info.is_main and cfg.progress)
@@ -272,6 +277,7 @@ class Trainer:
         acc = torch.zeros(3, device=self.device)
         window_t, window_n = time.monotonic(), 0
         last_ckpt = self.step_count
+        interrupted = False
         stop = _StopFlag()
         try:
             with stop.installed():
@@ -300,8 +306,9 @@ class Trainer:
                     out_of_time = (cfg.max_minutes is not None
                                    and time.monotonic() - t0 > cfg.max_minutes * 60.0)
                     if tdist.any_rank(out_of_time or stop.requested, info):
+                        interrupted = not out_of_time
                         display.message(f"stopping at step {s}: "
-                                        + ("time budget reached" if out_of_time else "interrupted"))
+                                        + ("interrupted" if interrupted else "time budget reached"))
                         break
                     if s % cfg.ckpt_every == 0:
                         self.checkpoint()
@@ -313,6 +320,9 @@ class Trainer:
         finally:
             display.close()
             tdist.teardown(info)
+        if interrupted:  # checkpointed; the caller still learns that the run did not finish
+            raise TrainingInterrupted(f"interrupted at step {self.step_count}; {self.output} and "
+                                      f"{resume_path(self.output)} hold it (continue with resume)")
         return self.output
 
     def _validate_and_log(self, display: RunDisplay) -> None:
@@ -368,6 +378,10 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
             {"params": rest, "weight_decay": 0.0}]
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """A run stopped by SIGINT/SIGTERM after writing its checkpoint (resumable)."""
+
+
 def train(config: TrainConfig) -> Path:
     """Train a VDM prior as configured; returns the path of the exported (EMA) prior file.
 
@@ -377,6 +391,7 @@ def train(config: TrainConfig) -> Path:
     Raises:
         OutputExistsError: ``config.output``, its resume file or its log exists and neither
             ``config.resume`` nor ``config.overwrite`` is set (checked before anything else).
+        TrainingInterrupted: stopped by SIGINT/SIGTERM, checkpoint written (a KeyboardInterrupt).
     """
     from invdiff.priors.checkpoint import save_prior
     from invdiff.priors.vdm import VDM

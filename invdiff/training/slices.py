@@ -83,10 +83,10 @@ def load_file_slices(path: Path, config: DataConfig) -> Tensor:
     if _kind(path) == "png":
         image = _read_png(path)
         stacks = [(image[None], (1.0, 1.0))]
-        scale = robust_scale(image)
+        scale = _scale_of(image, path)
     else:
         volume, zooms, affine = _read_nifti(path)
-        scale = robust_scale(volume)
+        scale = _scale_of(volume, path)
         stacks = []
         for axis in config.axes if volume.shape[2] > 1 else (2,):  # one slice: axis 2 only
             stack = volume.movedim(axis, 0)
@@ -122,6 +122,14 @@ def fit_square(x: Tensor, size: int, spacing: tuple[float, float] = (1.0, 1.0)) 
     canvas = torch.full((n, size, size), -1.0, dtype=y.dtype)
     canvas[:, top : top + new_h, left : left + new_w] = y.clamp(-1.0, 1.0)
     return canvas
+
+
+def _scale_of(image: Tensor, path: Path) -> float:
+    """:func:`invdiff.intensity.robust_scale`, its errors naming the file."""
+    try:
+        return robust_scale(image)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def _kind(path: Path) -> str | None:

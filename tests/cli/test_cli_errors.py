@@ -402,7 +402,8 @@ def test_seed_out_of_range_is_named(run, hr_nifti, tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--init", "missing.ckpt"], "--init: no such prior file"),
-    (["--init", "default", "--preset", "tiny"], "holds a different model than --preset tiny"),
+    (["--init", "default", "--preset", "tiny"],
+     "holds a different model: image_size 128 (asked: 16)"),
     (["--augment-preset", "heavy"], "unknown augmentation preset 'heavy'"),
 ])
 def test_train_bad_init_or_augmentation_is_one_line(run, tmp_path, extra, message):

@@ -148,3 +148,19 @@ def test_replacing_log_holds_rows_until_commit(tmp_path):
     fresh = JsonlLog(tmp_path / "new.jsonl", replace=True)  # nothing to replace: writes at once
     fresh.write({"step": 1})
     assert (tmp_path / "new.jsonl").read_text() == '{"step": 1}\n'
+
+
+def test_output_folder_repeated_axes_and_zero_volumes_are_named(tmp_path):
+    import nibabel as nib
+
+    data = _data(tmp_path)
+    (tmp_path / "runs").mkdir()
+    r = _train(data, "--out", tmp_path / "runs", "--steps", "1", "--overwrite", *TINY)
+    assert_one_line_error(r, "is a folder", "vdm.ckpt")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("runs")) == ["runs"]
+    r = _train(data, "--out", tmp_path / "a.ckpt", "--steps", "1", "--axes", "0,0", *TINY)
+    assert_one_line_error(r, "axes must not repeat")
+    zero = tmp_path / "zero.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((16, 16, 4), np.float32), np.eye(4)), zero)
+    r = _train(data, zero, "--out", tmp_path / "b.ckpt", "--steps", "1", *TINY)
+    assert_one_line_error(r, "zero.nii.gz", "all zero")
