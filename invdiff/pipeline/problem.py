@@ -83,7 +83,13 @@ class SliceProblem:
         return tuple(shape)
 
     def build_operator(self) -> LinearOperator:
-        return from_spec(self.operator, self.image_shape)
+        """The operator of :attr:`operator`, built once per problem (a build can be costly, e.g.
+        an ESPIRiT calibration) and shared by the measurement check and the solve."""
+        built = self.__dict__.get("_built_operator")
+        if built is None:
+            built = from_spec(self.operator, self.image_shape)
+            object.__setattr__(self, "_built_operator", built)  # a cache, not a field
+        return built
 
 
 def read_input(path: str | os.PathLike, config: SolveConfig) -> Image | Measurement:
@@ -214,6 +220,12 @@ MAX_ASPECT = 2.0
 WARN_ASPECT = 1.05
 
 
+def squared_norm(t: torch.Tensor) -> float:
+    """``sum |t|^2`` in float64 (in float32, k-space scaled by ~1e19 or 1e-19 overflows or
+    vanishes although solving it works: solvers work in the prior's range)."""
+    return float(torch.sum(t.abs().double() ** 2))
+
+
 class GeometryWarning(UserWarning):
     """The input can be solved, but its geometry will not suit the prior well."""
 
@@ -246,8 +258,8 @@ def check_measurement_fit(problem: SliceProblem, phase: bool) -> float | None:
         y = torch.from_numpy(np.ascontiguousarray(problem.y[start : start + 8]))
         y = y.to(torch.complex64) if complex_out else y.real.float()
         r = op(op.pinv_real(y)) - y
-        num2 += float(torch.sum(r.abs().double() ** 2))
-        den2 += float(torch.sum(y.abs().double() ** 2))
+        num2 += squared_norm(r)
+        den2 += squared_norm(y)
     distance = float(np.sqrt(num2 / den2)) if den2 > 0 else 0.0
     if distance > FIT_WARNING:
         import warnings

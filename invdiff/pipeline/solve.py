@@ -24,7 +24,7 @@ from invdiff.config import ConfigError, SolveConfig
 from invdiff.intensity import from_prior_range, measurement_to_prior_range
 from invdiff.io.geometry import from_slices
 from invdiff.pipeline.orientation import oriented_prior
-from invdiff.pipeline.problem import SliceProblem, _is_kspace
+from invdiff.pipeline.problem import SliceProblem, _is_kspace, squared_norm
 from invdiff.priors.base import Prior
 from invdiff.solvers.phase import solve_with_phase
 
@@ -178,10 +178,8 @@ def solve_problem(
                 fit = x.mean(dim=0)
             samples[:, start:stop] = x[:, :, 0].float().cpu().numpy()
             r = op(fit.to(y.device)) - y
-            # in float64: squares of k-space in float32 overflow (or vanish) for data scaled by
-            # ~1e19 (1e-19), which the solve itself handles (it works in the prior's range)
-            num2 += float(torch.sum(r.abs().double() ** 2))
-            den2 += float(torch.sum(y.abs().double() ** 2))
+            num2 += squared_norm(r)
+            den2 += squared_norm(y)
             batches.append(_batch_info(start, stop, result.info))
             done = stop
             if progress is not None:

@@ -117,23 +117,23 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int]:
         head = f.read(9)
         # a safetensors file is an 8-byte length and a JSON object; its length bytes can be
         # anything (0x80 or "PK" included), so the guesses below are only for non-JSON files
-        looks_safetensors = head[8:9] == b"{"
-        if not looks_safetensors and head[:1] == b"\x80":
-            raise CheckpointError(
-                f"{path} is a pickle file; invdiff loads only safetensors "
-                "checkpoints and never unpickles (re-export the weights with save_prior)"
-            )
-        if not looks_safetensors and head[:2] == b"PK":
-            raise CheckpointError(
-                f"{path} is a zip archive (a torch.save file or an .npz?), not a safetensors "
-                "checkpoint; invdiff never unpickles (re-export torch weights with save_prior)"
-            )
-        if not looks_safetensors and head[:2] == b"\x1f\x8b":
-            raise CheckpointError(f"{path} is gzip-compressed (a .nii.gz?), not a safetensors "
-                                  "checkpoint")
-        if len(head) < 9:
-            raise CheckpointError(f"{path} is truncated or not a safetensors file ({size} bytes)")
-        if not looks_safetensors:
+        if head[8:9] != b"{":
+            if head[:1] == b"\x80":
+                raise CheckpointError(
+                    f"{path} is a pickle file; invdiff loads only safetensors "
+                    "checkpoints and never unpickles (re-export the weights with save_prior)"
+                )
+            if head[:2] == b"PK":
+                raise CheckpointError(
+                    f"{path} is a zip archive (a torch.save file or an .npz?), not a safetensors "
+                    "checkpoint; invdiff never unpickles (re-export torch weights with save_prior)"
+                )
+            if head[:2] == b"\x1f\x8b":
+                raise CheckpointError(f"{path} is gzip-compressed (a .nii.gz?), not a "
+                                      "safetensors checkpoint")
+            if len(head) < 9:
+                raise CheckpointError(
+                    f"{path} is truncated or not a safetensors file ({size} bytes)")
             raise CheckpointError(f"{path} is not a safetensors file (no JSON header)")
         f.seek(8)
         n = int.from_bytes(head[:8], "little")
