@@ -56,6 +56,12 @@ def train(
     image_size: Annotated[
         int | None, typer.Option(help="Side of the square training images (preset's default).")
     ] = None,
+    channels: Annotated[str | None, typer.Option(
+        help="U-Net channels per level, comma-separated, overriding the preset's "
+             "(e.g. 24,48,96,192; the default preset's are 16,32,64,128).")] = None,
+    dropout: Annotated[float | None, typer.Option(
+        help="Dropout rate in the residual blocks, overriding the preset's "
+             "(default 0, large 0.1).")] = None,
     axes: Annotated[
         str, typer.Option(help="Volume axes to slice, comma-separated, e.g. 0,1,2.")
     ] = "2",
@@ -89,13 +95,21 @@ def train(
             axis_list = tuple(int(a) for a in axes.split(","))
         except ValueError:
             raise ValueError(f"--axes expects comma-separated integers, got {axes!r}") from None
+        channel_list = None
+        if channels is not None:
+            try:
+                channel_list = tuple(int(c) for c in channels.split(","))
+            except ValueError:
+                raise ValueError(
+                    f"--channels expects comma-separated integers, got {channels!r}") from None
         try:
             written = cli_train(
                 data, out, preset=preset, val_data=tuple(val_data or ()), steps=steps,
                 minutes=minutes, batch_size=batch_size, lr=lr, warmup=warmup, cooldown=cooldown,
                 ema_decay=ema_decay, seed=seed, resume=resume, overwrite=overwrite,
                 device=device, bf16=bf16,
-                compile=compile, image_size=image_size, axes=axis_list, augment=augment,
+                compile=compile, image_size=image_size, channels=channel_list,
+                dropout=dropout, axes=axis_list, augment=augment,
                 augment_preset=augment_preset, init=init,
                 reorient=reorient,
                 val_every=val_every, ckpt_every=ckpt_every, log_every=log_every,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +30,8 @@ def cli_train(
     bf16: bool = False,
     compile: bool = False,
     image_size: int | None = None,
+    channels: Sequence[int] | None = None,
+    dropout: float | None = None,
     axes: Sequence[int] | str = (2,),
     reorient: bool = True,
     augment: bool = True,
@@ -61,6 +64,10 @@ def cli_train(
             any of them existing is an error (``OutputExistsError``, a ``FileExistsError``).
         device: ``auto``, ``cpu``, ``cuda``...; bf16: bf16 autocast; compile: ``torch.compile``.
         image_size: side of the model's square images (default: the preset's, 128).
+        channels: U-Net feature channels per level, overriding the preset's
+            (``unet_channels`` of :class:`VDMConfig`, e.g. ``(24, 48, 96, 192)``).
+        dropout: dropout rate of the residual blocks, overriding the preset's (or, with
+            ``init``, the file's: it has no weights of its own).
         axes: volume axes to slice: a sequence, or a string ``"all"`` / ``"0,2"``.
         reorient: NIfTI slices in display orientation (as ``invdiff solve`` presents them);
             ``False`` keeps the file's voxel order.
@@ -80,7 +87,11 @@ def cli_train(
     if isinstance(axes, str):
         axes = (0, 1, 2) if axes.strip() == "all" else tuple(
             int(a) for a in axes.split(",") if a.strip())
-    overrides = {} if image_size is None else {"image_size": image_size}
+    overrides: dict[str, object] = {}
+    if image_size is not None:
+        overrides["image_size"] = image_size
+    if channels is not None:
+        overrides["unet_channels"] = tuple(channels)
     if init is not None:
         init = DEFAULT_WEIGHTS if str(init) == "default" else Path(init)
         # a resume takes the weights (and so the model) from its state, not from the init file,
@@ -89,15 +100,20 @@ def cli_train(
         if not source.is_file():
             raise FileNotFoundError(f"--init: no such prior file: {init}")
         model = read_checkpoint_info(source)["config"]
-        if preset is not None or image_size is not None:
+        if preset is not None or overrides:
             asked = VDMConfig.preset(preset or "default", **overrides)
-            if asked != model:
-                what = ", ".join(f"{k} {getattr(model, k)} (asked: {getattr(asked, k)})"
-                                 for k in ("image_size", "unet_channels", "num_res_blocks")
-                                 if getattr(model, k) != getattr(asked, k)) or "its settings"
+            what = ", ".join(f"{k} {getattr(model, k)} (asked: {getattr(asked, k)})"
+                             for k in ("image_size", "unet_channels", "num_res_blocks",
+                                       "attn_resolutions")
+                             if getattr(model, k) != getattr(asked, k))
+            if what:
                 raise ValueError(f"--init {init} holds a different model: {what}; leave "
-                                 "--preset and --image-size out to take the file's")
+                                 "--preset, --image-size and --channels out to take the file's")
+        if dropout is not None:  # no weights of its own: fine-tuning may change it
+            model = dataclasses.replace(model, dropout=dropout)
     else:
+        if dropout is not None:
+            overrides["dropout"] = dropout
         model = VDMConfig.preset(preset or "default", **overrides)
     config = TrainConfig(
         model=model,

@@ -413,14 +413,18 @@ def init_weights(model: nn.Module, path: str | Path) -> None:
     """Load the weights of the prior file ``path`` into ``model`` (fine-tuning start).
 
     Raises:
-        ValueError: the file's model configuration differs from ``model.config``.
+        ValueError: the file's model configuration differs from ``model.config`` in more than
+            the dropout rate (which has no weights: fine-tuning may change it).
     """
+    import dataclasses
+
     from invdiff.priors.checkpoint import load_prior
 
     source = load_prior(path)
-    if source.config != model.config:
+    if dataclasses.replace(source.config, dropout=model.config.dropout) != model.config:
         raise ValueError(f"--init {path}: its model configuration differs from the one asked "
-                         "for (leave --preset and --image-size out to take the file's)")
+                         "for (leave --preset, --image-size and --channels out to take the "
+                         "file's)")
     model.load_state_dict(source.model.state_dict())
 
 

@@ -405,6 +405,8 @@ def test_seed_out_of_range_is_named(run, hr_nifti, tmp_path):
     (["--init", "default", "--preset", "tiny"],
      "holds a different model: image_size 128 (asked: 16)"),
     (["--augment-preset", "heavy"], "unknown augmentation preset 'heavy'"),
+    (["--channels", "16,x"], "--channels expects comma-separated integers, got '16,x'"),
+    (["--dropout", "1.5"], "dropout must be in [0, 1), got 1.5"),
 ])
 def test_train_bad_init_or_augmentation_is_one_line(run, tmp_path, extra, message):
     data = _nifti(tmp_path / "vol.nii.gz", _ok_volume())

@@ -119,3 +119,29 @@ def test_cli_train_parses_axes_strings(tmp_path, monkeypatch):
     cli_train(["v.nii"], tmp_path / "v.ckpt", preset="tiny", axes="0,2", image_size=32)
     cfg = seen.pop("cfg")
     assert cfg.data.axes == (0, 2) and cfg.model.image_size == cfg.data.image_size == 32
+
+
+def test_cli_train_channels_and_dropout_override_the_preset(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr("invdiff.training.cli.train", lambda cfg: seen.setdefault("cfg", cfg))
+    cli_train(["v.nii"], tmp_path / "v.ckpt", preset="tiny", channels=(4, 8), dropout=0.1)
+    model = seen.pop("cfg").model
+    assert model.unet_channels == (4, 8) and model.dropout == 0.1
+    assert model.num_res_blocks == VDMConfig.preset("tiny").num_res_blocks  # the rest: preset's
+    cli_train(["v.nii"], tmp_path / "v.ckpt", preset="tiny")
+    assert seen.pop("cfg").model == VDMConfig.preset("tiny")
+
+
+def test_cli_train_init_takes_a_new_dropout_but_not_new_channels(tmp_path, monkeypatch):
+    data = _data(tmp_path)
+    prior = cli_train([data], tmp_path / "a.ckpt", preset="tiny", steps=1,
+                      batch_size=8, val_every=0, device="cpu", progress=False)
+    tuned = cli_train([data], tmp_path / "t.ckpt", init=prior, dropout=0.2, steps=1,
+                      batch_size=8, val_every=0, device="cpu", progress=False)
+    assert read_checkpoint_info(tuned)["config"] == VDMConfig.preset("tiny", dropout=0.2)
+    seen = {}
+    monkeypatch.setattr("invdiff.training.cli.train", lambda cfg: seen.setdefault("cfg", cfg))
+    cli_train(["v.nii"], tmp_path / "b.ckpt", init=prior, dropout=0.2)
+    assert seen.pop("cfg").model == VDMConfig.preset("tiny", dropout=0.2)
+    with pytest.raises(ValueError, match=r"unet_channels \(8, 16\) \(asked: \(4, 8\)\)"):
+        cli_train(["v.nii"], tmp_path / "b.ckpt", init=prior, preset="tiny", channels=(4, 8))
