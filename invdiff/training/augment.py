@@ -14,6 +14,7 @@ bias field and gamma act on ``(x + 1) / 2``, which keeps -1 fixed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -43,6 +44,13 @@ class AugmentParams:
     log_aspect: Tensor | None = None
     displacement: Tensor | None = None
     log_bias: Tensor | None = None
+
+    def to(self, device: torch.device | str) -> AugmentParams:
+        """The same parameters on ``device`` (dtypes kept, so results do not depend on it)."""
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device)
+
+        return AugmentParams(*(move(getattr(self, f.name)) for f in dataclasses.fields(self)))
 
     def __getitem__(self, index: slice | Tensor) -> AugmentParams:
         def pick(t: Tensor | None) -> Tensor | None:
@@ -89,8 +97,9 @@ def apply_augment(x: Tensor, params: AugmentParams, interpolation: str = "bicubi
             f"got {tuple(x.shape)}"
         )
     dev = x.device
-    x = torch.where(params.flip_lr.to(dev).view(-1, 1, 1, 1), x.flip(-1), x)
-    x = torch.where(params.flip_ud.to(dev).view(-1, 1, 1, 1), x.flip(-2), x)
+    params = params.to(dev)  # the smooth fields are upsampled where the images are (a GPU)
+    x = torch.where(params.flip_lr.view(-1, 1, 1, 1), x.flip(-1), x)
+    x = torch.where(params.flip_ud.view(-1, 1, 1, 1), x.flip(-2), x)
     moves = bool((params.angle != 0).any() or (params.log_scale != 0).any())
     if moves or params.log_aspect is not None or params.displacement is not None:
         x = _warp(x, params, interpolation)
@@ -179,7 +188,7 @@ def _warp(x: Tensor, params: AugmentParams, interpolation: str = "bicubic-2x") -
     b, _, h, w = x.shape
     cos, sin = torch.cos(params.angle), torch.sin(params.angle)
     inv_s = torch.exp(-params.log_scale)
-    theta = torch.zeros(b, 2, 3, dtype=torch.float64)
+    theta = torch.zeros(b, 2, 3, dtype=torch.float64, device=params.angle.device)
     theta[:, 0, 0] = cos * inv_s
     theta[:, 0, 1] = sin * inv_s * (h / w)
     theta[:, 1, 0] = -sin * inv_s * (w / h)
@@ -213,6 +222,7 @@ def _grid(theta: Tensor, params: AugmentParams, shape: tuple[int, ...] | torch.S
     grid = F.affine_grid(theta, list(shape), align_corners=False)
     if params.displacement is not None:
         d = _upsample(params.displacement, tuple(shape[-2:]))  # (B, 2, H', W'), x then y
-        to_norm = torch.tensor([2.0 / hw[1], 2.0 / hw[0]], dtype=torch.float64).view(1, 2, 1, 1)
+        to_norm = torch.tensor([2.0 / hw[1], 2.0 / hw[0]], dtype=torch.float64,
+                               device=d.device).view(1, 2, 1, 1)
         grid = grid + (d * to_norm).permute(0, 2, 3, 1).to(device=theta.device, dtype=theta.dtype)
     return grid
