@@ -81,12 +81,15 @@ class Problem:
     ) -> SolveResult:
         """Package the working batch ``(n * B, C, H, W)`` as a :class:`SolveResult`."""
         x = x.detach()
+        if x.is_cuda:  # kernels run asynchronously: the wall time must include them
+            torch.cuda.synchronize(x.device)
+        elapsed = time.perf_counter() - self.started
         residual = self.residual(x).reshape(self.n_samples, self.batch)
         samples = x.reshape(self.n_samples, self.batch, *self.image_shape)
         info = {
             "solver": self.name,
             "seed": generator.initial_seed() if generator is not None else None,
-            "wall_time": time.perf_counter() - self.started,
+            "wall_time": elapsed,
             "residual": residual,
             **info,
         }
