@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from invdiff.config import check_seed
 from invdiff.io.atomic import OutputExistsError
 
 #: Settings that may change between a run and its resumption (budgets, display, bookkeeping).
@@ -239,6 +240,7 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes must be > 0 or None, got {self.max_minutes}")
+        check_seed(self.seed)
         if not str(self.output):
             raise ValueError("output path is empty")
         if self.resume and self.overwrite:

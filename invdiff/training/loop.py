@@ -286,7 +286,11 @@ class Trainer:
                     acc += torch.stack([loss, bpd, gn.float()])
                     window_n += 1
                     s = self.step_count
-                    if s % cfg.log_every == 0 or s == cfg.max_steps:
+                    out_of_time = (cfg.max_minutes is not None
+                                   and time.monotonic() - t0 > cfg.max_minutes * 60.0)
+                    stopping = tdist.any_rank(out_of_time or stop.requested, info)
+                    # the last step is always logged, also when time or a signal ends the run
+                    if s % cfg.log_every == 0 or s == cfg.max_steps or stopping:
                         m = tdist.all_mean(acc / window_n, info).tolist()
                         if not all(math.isfinite(v) for v in m):
                             raise FloatingPointError(
@@ -303,9 +307,7 @@ class Trainer:
                         window_t, window_n = time.monotonic(), 0
                     if cfg.val_every and s % cfg.val_every == 0:
                         self._validate_and_log(display)
-                    out_of_time = (cfg.max_minutes is not None
-                                   and time.monotonic() - t0 > cfg.max_minutes * 60.0)
-                    if tdist.any_rank(out_of_time or stop.requested, info):
+                    if stopping:
                         interrupted = not out_of_time
                         display.message(f"stopping at step {s}: "
                                         + ("interrupted" if interrupted else "time budget reached"))

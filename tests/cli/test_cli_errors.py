@@ -407,6 +407,7 @@ def test_seed_out_of_range_is_named(run, hr_nifti, tmp_path):
     (["--augment-preset", "heavy"], "unknown augmentation preset 'heavy'"),
     (["--channels", "16,x"], "--channels expects comma-separated integers, got '16,x'"),
     (["--dropout", "1.5"], "dropout must be in [0, 1), got 1.5"),
+    (["--seed", str(2**32)], "seed must be in [0, 2^32) (torch's generator uses 32 bits), got"),
 ])
 def test_train_bad_init_or_augmentation_is_one_line(run, tmp_path, extra, message):
     data = _nifti(tmp_path / "vol.nii.gz", _ok_volume())

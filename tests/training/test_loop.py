@@ -246,3 +246,11 @@ def test_missing_validation_data_is_announced(tmp_path, tiny_model, images, caps
     no_val = dataclasses.replace(images, val=images.val[:0])
     _trainer(_config(tmp_path, max_steps=1, progress=True), tiny_model, no_val).run()
     assert "no held-out images, so no validation bits/dim" in capsys.readouterr().err
+
+
+def test_a_run_stopped_by_its_time_budget_logs_its_last_step(tmp_path, tiny_model, images):
+    """--minutes: the step the run stopped at is logged although it is no log_every step."""
+    out = _trainer(_config(tmp_path, max_minutes=1e-9, log_every=100), tiny_model, images).run()
+    rows = [json.loads(r) for r in log_path(out).read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1]
+    assert rows[0]["bpd"] > 0
