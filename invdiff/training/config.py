@@ -320,6 +320,44 @@ def config_mismatch(saved: dict[str, Any], config: TrainConfig) -> list[str]:
     return sorted(_diff(saved, now, config, "", skip=RESUMABLE_CHANGES))
 
 
+#: The ``invdiff train`` option behind a setting (by its full name or its first dotted part).
+CLI_FLAGS: dict[str, str] = {
+    "model": "--preset/--channels/--dropout/--image-size/--init",
+    "augment": "--augment-preset/--no-augment", "data.paths": "DATA",
+    "data.val_paths": "--val-data", "data.axes": "--axes", "data.reorient": "--no-reorient",
+    "data.image_size": "--image-size", "batch_size": "--batch-size", "lr": "--lr",
+    "warmup_steps": "--warmup", "seed": "--seed", "ema_decay": "--ema-decay", "bf16": "--bf16",
+    "ckpt_every": "--ckpt-every", "init": "--init", "init_sha256": "--init",
+}
+GROUPED = ("model", "augment")  # named together: their values come from one option
+
+
+def describe_mismatch(saved: dict[str, Any], config: TrainConfig, names: list[str]) -> str:
+    """One line naming each changed setting with its saved and current value (settings of the
+    model and of the augmentation together) and the ``invdiff train`` option that sets it."""
+    now = config_to_dict(config)
+
+    def value(d: Any, name: str) -> Any:
+        for part in name.split("."):
+            if not isinstance(d, dict) or part not in d:
+                return "(unset)"
+            d = d[part]
+        return d
+
+    parts = []
+    for group in GROUPED:
+        members = [n.split(".", 1)[1] for n in names if n.startswith(group + ".")]
+        if members:
+            parts.append(f"{group} settings {', '.join(members)} ({CLI_FLAGS[group]})")
+    for name in names:
+        if name.split(".")[0] in GROUPED:
+            continue
+        flag = CLI_FLAGS.get(name)
+        parts.append(f"{name} was {value(saved, name)!r}, now {value(now, name)!r}"
+                     + (f" ({flag})" if flag else ""))
+    return "; ".join(parts)
+
+
 def _diff(saved: dict[str, Any], now: dict[str, Any], obj: Any, prefix: str,
           skip: frozenset[str] = frozenset()) -> list[str]:
     defaults = _field_defaults(obj)

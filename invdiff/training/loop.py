@@ -40,6 +40,7 @@ from invdiff.training.config import (
     check_run_outputs,
     config_mismatch,
     config_to_dict,
+    describe_mismatch,
     log_path,
     lr_factor,
     resume_path,
@@ -227,7 +228,9 @@ class Trainer:
                 self.config, init_sha256=state.meta["config"].get("init_sha256"))
         diff = config_mismatch(state.meta["config"], self.config)
         if diff:
-            raise ValueError(f"cannot resume {path}: settings changed since it was written: {diff}")
+            raise ValueError(f"cannot resume {path}: settings changed since it was written: "
+                             f"{describe_mismatch(state.meta['config'], self.config, diff)}; "
+                             "repeat the run's settings, or start afresh with --overwrite")
         if state.meta["world_size"] != self.info.world_size:
             raise ValueError(f"cannot resume {path}: written by {state.meta['world_size']} "
                              f"ranks, now {self.info.world_size} (the noise streams differ)")

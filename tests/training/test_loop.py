@@ -254,3 +254,15 @@ def test_a_run_stopped_by_its_time_budget_logs_its_last_step(tmp_path, tiny_mode
     rows = [json.loads(r) for r in log_path(out).read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [1]
     assert rows[0]["bpd"] > 0
+
+
+def test_resume_refusal_names_values_and_options(tmp_path, tiny_model, images):
+    _trainer(_config(tmp_path, max_steps=2), tiny_model, images).run()
+    changed = _config(tmp_path, max_steps=4, resume=True, lr=5e-3,
+                      augment=AugmentConfig(max_rotation_deg=3.0, max_scale=0.1, max_log_gamma=0.2))
+    with pytest.raises(ValueError) as err:
+        _trainer(changed, tiny_model, images)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "augment settings max_rotation_deg (--augment-preset/--no-augment)" in message
+    assert "lr was 0.01, now 0.005 (--lr)" in message and "--overwrite" in message
