@@ -97,7 +97,7 @@ def read_image(
     if kind == "nifti":
         data, affine, unit = _read_nifti(path)
     elif kind == "png":
-        data = _read_png(path)
+        data = read_png(path)
     else:
         data = _read_npy(path)
     data = np.asarray(data)
@@ -136,7 +136,9 @@ def _spatial_unit(header) -> str | None:
     return _UNIT_CODES.get(int(np.asarray(header["xyzt_units"])) % 8)
 
 
-def _read_png(path: Path) -> np.ndarray:
+def read_png(path: Path) -> np.ndarray:
+    """A PNG's grey values as float32 ``(H, W)``; colour (channels that differ) is refused with
+    :class:`ImageError`, RGB(A) whose channels are equal is read as grey."""
     from PIL import Image as PILImage
 
     try:

@@ -18,8 +18,8 @@ error, as for ``invdiff solve``):
    header) spans ``image_size`` pixels with square pixels, then padded with background (-1)
    to ``image_size x image_size``, centred.
 
-A PNG image (8 or 16 bit, grey or colour converted to grey) is one slice with its own robust
-scale. A folder contributes its ``*.png``, ``*.nii`` and ``*.nii.gz`` files, sorted by name.
+A PNG image (8 or 16 bit grey; colour refused, RGB with equal channels read as grey) is one
+slice with its own robust scale. A folder contributes its ``*.png``, ``*.nii`` and ``*.nii.gz`` files, sorted by name.
 
 Held-out data: when no ``val_paths`` are given, ``val_fraction`` of the files (at least one when
 there are two or more) are held out whole, chosen by a fixed seeded permutation of the sorted
@@ -167,12 +167,9 @@ def _read_nifti(path: Path) -> tuple[Tensor, tuple[float, float, float], np.ndar
 
 
 def _read_png(path: Path) -> Tensor:
-    from PIL import Image
+    from invdiff.io.images import read_png  # as invdiff solve reads PNGs: colour is refused
 
-    with Image.open(path) as im:
-        if im.mode in ("RGB", "RGBA", "P", "LA", "CMYK"):
-            im = im.convert("L")
-        a = np.asarray(im, dtype=np.float32)
+    a = read_png(path)
     if a.ndim != 2:
         raise ValueError(f"{path}: expected a greyscale image, got array of shape {a.shape}")
     return torch.from_numpy(a.copy())

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from invdiff.training import BatchStream, DataConfig, load_image_sets
-from invdiff.training.slices import fit_square, load_file_slices
+from invdiff.training.slices import _read_png, fit_square, load_file_slices
 
 
 def _npz(path, **arrays):
@@ -266,3 +266,16 @@ def test_train_command_refuses_nan_data_in_one_line(tmp_path, kind):
     assert len(lines) == 1 and lines[0].startswith(f"error: {data}"), r.stderr
     assert "are NaN or Inf" in lines[0] and "Traceback" not in r.output
     assert sorted(tmp_path.iterdir()) == [data]
+
+
+def test_colour_png_is_refused_and_grey_rgb_is_read(tmp_path):
+    grey = np.zeros((40, 40, 3), np.uint8)
+    grey[10:30, 10:30] = 120
+    Image.fromarray(grey).save(tmp_path / "grey_rgb.png")
+    colour = grey.copy()
+    colour[15, 15] = (255, 0, 0)  # an annotation in red
+    Image.fromarray(colour).save(tmp_path / "colour.png")
+
+    assert _read_png(tmp_path / "grey_rgb.png").shape == (40, 40)
+    with pytest.raises(ValueError, match="colour PNG; expected a grayscale magnitude image"):
+        _read_png(tmp_path / "colour.png")
