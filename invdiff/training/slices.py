@@ -19,7 +19,8 @@ error, as for ``invdiff solve``):
    to ``image_size x image_size``, centred.
 
 A PNG image (8 or 16 bit grey; colour refused, RGB with equal channels read as grey) is one
-slice with its own robust scale. A folder contributes its ``*.png``, ``*.nii`` and ``*.nii.gz`` files, sorted by name.
+slice with its own robust scale. A folder contributes its ``*.png``, ``*.nii`` and ``*.nii.gz``
+files, sorted by name.
 
 Held-out data: when no ``val_paths`` are given, ``val_fraction`` of the files (at least one when
 there are two or more) are held out whole, chosen by a fixed seeded permutation of the sorted
