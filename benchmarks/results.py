@@ -58,7 +58,7 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     prior = resolve_prior(args.prior, args.device)
-    if args.device.startswith("cuda"):  # CUDA context and cuDNN autotuning: not in the timings
+    if args.device.startswith("cuda"):  # CUDA context and kernel loading: not in the timings
         slices = args.slices[1] - args.slices[0]
         for batch in {slices, slices * max(args.samples, args.more_samples)}:
             x = torch.zeros(batch, *prior.image_shape, device=args.device)

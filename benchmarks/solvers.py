@@ -79,7 +79,7 @@ def main() -> None:
     y = op(x)
     steps_list = [int(s) for s in args.steps.split(",")]
 
-    if args.device.startswith("cuda"):  # CUDA context, cuDNN autotuning: not in the timings
+    if args.device.startswith("cuda"):  # CUDA context and kernel loading: not in the timings
         for name in args.solvers.split(","):
             get_solver(name)(op, y, prior, steps=2, n_samples=args.n_samples,
                              generator=torch.Generator(device=args.device).manual_seed(0))

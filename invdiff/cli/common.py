@@ -56,8 +56,11 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 
 
 @contextlib.contextmanager
-def user_errors(debug: bool) -> Iterator[None]:
-    """Turn bad-input exceptions into one line on stderr and exit code 2 (re-raise with debug)."""
+def user_errors(
+    debug: bool, memory_hint: str = "use fewer --samples or a smaller --batch"
+) -> Iterator[None]:
+    """Turn bad-input exceptions into one line on stderr and exit code 2 (re-raise with debug);
+    out of memory is one line too, with ``memory_hint`` (the command's options that use less)."""
     try:
         yield
     except USER_ERRORS as exc:
@@ -76,8 +79,7 @@ def user_errors(debug: bool) -> Iterator[None]:
         if debug or not out_of_memory:  # torch's CPU and MPS allocators raise RuntimeError
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise fail(f"out of memory ({first}); use fewer --samples or a smaller --batch",
-                   EXIT_FAILED) from None
+        raise fail(f"out of memory ({first}); {memory_hint}", EXIT_FAILED) from None
 
 
 def parse_shape(text: str) -> tuple[int, int]:

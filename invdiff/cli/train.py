@@ -86,7 +86,7 @@ def train(
     from invdiff.training import cli_train
 
     before = _stamp(out)
-    with user_errors(debug):
+    with user_errors(debug, "use a smaller --batch-size or model (--preset, --channels)"):
         init_file = [Path(init)] if init not in (None, "default") else []
         check_checkpoint_path(out, [*data, *(val_data or ()), *init_file])
         if device != "auto":

@@ -67,6 +67,9 @@ class VDMConfig:
             raise ValueError(f"timesteps must be >= 0 (0 = continuous), got {self.timesteps}")
         if not self.unet_channels or min(self.unet_channels) < 1:
             raise ValueError(f"unet_channels must be positive, got {self.unet_channels}")
+        if self.unet_channels[0] < 4:  # the sinusoidal time embedding has that many features
+            raise ValueError(f"unet_channels must start at >= 4 (the time embedding's width), "
+                             f"got {self.unet_channels}")
         factor = 2 ** (len(self.unet_channels) - 1)
         if self.image_size % factor:
             raise ValueError(

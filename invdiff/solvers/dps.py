@@ -49,7 +49,8 @@ def dps(
 
     The pull towards the data adds up over the steps: ``zeta = 1`` suits ~50 steps with an
     orthonormal operator such as ``kcrop``; at 1000 steps it over-corrects (measured at 4x: 18.4
-    dB, below zero-fill), where ``zeta = 0.1 .. 0.25`` works (docs/results.md, "On a GPU").
+    dB, 5 dB below zero-fill); ``zeta = 0.1`` there scored like one kspace-mix sample on two
+    slices (docs/results.md, "On a GPU").
 
     Args: as :func:`invdiff.solvers.kspace_mix.kspace_mix`, plus ``zeta > 0`` (the paper's
     ``zeta'`` of Algorithm 1); no ``lam`` or final data-consistency step.

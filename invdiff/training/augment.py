@@ -47,10 +47,9 @@ class AugmentParams:
 
     def to(self, device: torch.device | str) -> AugmentParams:
         """The same parameters on ``device`` (dtypes kept, so results do not depend on it)."""
-        def move(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t.to(device)
-
-        return AugmentParams(*(move(getattr(self, f.name)) for f in dataclasses.fields(self)))
+        moved = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return dataclasses.replace(
+            self, **{k: v.to(device) for k, v in moved.items() if v is not None})
 
     def __getitem__(self, index: slice | Tensor) -> AugmentParams:
         def pick(t: Tensor | None) -> Tensor | None:
@@ -97,16 +96,17 @@ def apply_augment(x: Tensor, params: AugmentParams, interpolation: str = "bicubi
             f"got {tuple(x.shape)}"
         )
     dev = x.device
+    moves = bool((params.angle != 0).any() or (params.log_scale != 0).any())  # on the host
+    gamma = bool((params.log_gamma != 0).any())
     params = params.to(dev)  # the smooth fields are upsampled where the images are (a GPU)
     x = torch.where(params.flip_lr.view(-1, 1, 1, 1), x.flip(-1), x)
     x = torch.where(params.flip_ud.view(-1, 1, 1, 1), x.flip(-2), x)
-    moves = bool((params.angle != 0).any() or (params.log_scale != 0).any())
     if moves or params.log_aspect is not None or params.displacement is not None:
         x = _warp(x, params, interpolation)
     if params.log_bias is not None:
         bias = torch.exp(_upsample(params.log_bias, x.shape[-2:])).to(device=dev, dtype=x.dtype)
         x = ((x + 1.0) / 2.0 * bias).clamp(0.0, 1.0) * 2.0 - 1.0
-    if bool((params.log_gamma != 0).any()):
+    if gamma:
         g = torch.exp(params.log_gamma).to(device=dev, dtype=x.dtype).view(-1, 1, 1, 1)
         x = ((x + 1.0) / 2.0).clamp(0.0, 1.0).pow(g) * 2.0 - 1.0
     return x

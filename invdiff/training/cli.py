@@ -102,10 +102,9 @@ def cli_train(
         model = read_checkpoint_info(source)["config"]
         if preset is not None or overrides:
             asked = VDMConfig.preset(preset or "default", **overrides)
+            fields = [f.name for f in dataclasses.fields(VDMConfig) if f.name != "dropout"]
             what = ", ".join(f"{k} {getattr(model, k)} (asked: {getattr(asked, k)})"
-                             for k in ("image_size", "unet_channels", "num_res_blocks",
-                                       "attn_resolutions")
-                             if getattr(model, k) != getattr(asked, k))
+                             for k in fields if getattr(model, k) != getattr(asked, k))
             if what:
                 raise ValueError(f"--init {init} holds a different model: {what}; leave "
                                  "--preset, --image-size and --channels out to take the file's")

@@ -346,7 +346,8 @@ def describe_mismatch(saved: dict[str, Any], config: TrainConfig, names: list[st
 
     parts = []
     for group in GROUPED:
-        members = [n.split(".", 1)[1] for n in names if n.startswith(group + ".")]
+        members = [f"{n.split('.', 1)[1]} {value(saved, n)!r} -> {value(now, n)!r}"
+                   for n in names if n.startswith(group + ".")]
         if members:
             parts.append(f"{group} settings {', '.join(members)} ({CLI_FLAGS[group]})")
     for name in names:

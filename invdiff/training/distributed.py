@@ -90,6 +90,15 @@ def any_rank(flag: bool, info: DistInfo) -> bool:
     return bool(t.item() > 0)
 
 
+def any_ranks(flags: list[bool], info: DistInfo) -> list[bool]:
+    """:func:`any_rank` of several flags in one reduction."""
+    if not info.enabled:
+        return list(flags)
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v > 0) for v in t.tolist()]
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

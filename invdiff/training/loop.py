@@ -291,14 +291,19 @@ class Trainer:
                     s = self.step_count
                     out_of_time = (cfg.max_minutes is not None
                                    and time.monotonic() - t0 > cfg.max_minutes * 60.0)
-                    stopping = tdist.any_rank(out_of_time or stop.requested, info)
+                    # both reasons agreed across ranks (their clocks differ by a step or so)
+                    out_of_time, interrupted = tdist.any_ranks([out_of_time, stop.requested],
+                                                               info)
+                    stopping = out_of_time or interrupted
                     # the last step is always logged, also when time or a signal ends the run
                     if s % cfg.log_every == 0 or s == cfg.max_steps or stopping:
                         m = tdist.all_mean(acc / window_n, info).tolist()
                         if not all(math.isfinite(v) for v in m):
+                            saved = (f"last checkpoint: step {last_ckpt}" if last_ckpt > 0
+                                     else "no checkpoint written")
                             raise FloatingPointError(
-                                f"loss became non-finite by step {s} (last checkpoint: step "
-                                f"{last_ckpt}); lower lr or check the data"
+                                f"loss became non-finite by step {s} ({saved}); lower lr or "
+                                "check the data"
                             )
                         ips = window_n * cfg.batch_size / max(time.monotonic() - window_t, 1e-9)
                         lr = self.scheduler.get_last_lr()[0]
@@ -311,7 +316,7 @@ class Trainer:
                     if cfg.val_every and s % cfg.val_every == 0:
                         self._validate_and_log(display)
                     if stopping:
-                        interrupted = not out_of_time
+                        interrupted = interrupted and not out_of_time
                         display.message(f"stopping at step {s}: "
                                         + ("interrupted" if interrupted else "time budget reached"))
                         break

@@ -406,6 +406,7 @@ def test_seed_out_of_range_is_named(run, hr_nifti, tmp_path):
      "holds a different model: image_size 128 (asked: 16)"),
     (["--augment-preset", "heavy"], "unknown augmentation preset 'heavy'"),
     (["--channels", "16,x"], "--channels expects comma-separated integers, got '16,x'"),
+    (["--channels", "2,4"], "unet_channels must start at >= 4 (the time embedding's width)"),
     (["--dropout", "1.5"], "dropout must be in [0, 1), got 1.5"),
     (["--seed", str(2**32)], "seed must be in [0, 2^32) (torch's generator uses 32 bits), got"),
 ])
@@ -543,3 +544,19 @@ def test_torch_out_of_memory_is_one_line_and_other_errors_are_not_hidden(
         assert r.exit_code == 1 and r.stderr.startswith("error: out of memory")
     else:
         assert r.exception is error  # a real bug keeps its traceback
+
+
+def test_train_out_of_memory_names_trains_own_options(run, tmp_path, monkeypatch):
+    import invdiff.training as training
+
+    def exhausted(*_args, **_kwargs):
+        raise RuntimeError(
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 18 GB")
+
+    monkeypatch.setattr(training, "cli_train", exhausted)
+    data = _nifti(tmp_path / "vol.nii.gz", _ok_volume())
+    r = run("train", data, "--out", tmp_path / "v.ckpt", "--quiet")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.stderr.strip() == (
+        "error: out of memory (DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+        "18 GB); use a smaller --batch-size or model (--preset, --channels)")

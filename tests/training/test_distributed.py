@@ -34,6 +34,28 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _run_ranks(out: Path, *args: str) -> tuple[list[int], list[str]]:
+    port = str(_free_port())
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(out), *args],
+            env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2",
+                     MASTER_ADDR="127.0.0.1", MASTER_PORT=port),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for r in range(2)
+    ]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    return [p.returncode for p in procs], outs
+
+
+@pytest.mark.slow
+def test_a_time_budget_on_one_rank_stops_all_ranks_as_a_time_stop(tmp_path):
+    codes, outs = _run_ranks(tmp_path, "10", "timestop")
+    assert codes == [0, 0], "\n".join(outs)
+    assert "rank 0 stopped at step 1" in outs[0] and "rank 1 stopped at step 1" in outs[1]
+
+
 @pytest.mark.slow
 def test_two_gloo_ranks_match_one_process(tmp_path):
     """Gradients, parameters, EMA, prior file and losses of 2 ranks (stopped after 2 steps and
@@ -43,18 +65,8 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     assert "WORLD_SIZE" not in os.environ or os.environ["WORLD_SIZE"] == "1"
     ddp_worker.main(single, steps=4)  # the one-process reference, here, 4 steps at once
     for args in (["2"], ["4", "resume"]):  # DDP: 2 steps, stop, resume for 2 more
-        port = str(_free_port())
-        procs = [
-            subprocess.Popen(
-                [sys.executable, str(WORKER), str(multi), *args],
-                env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2",
-                         MASTER_ADDR="127.0.0.1", MASTER_PORT=port),
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            )
-            for r in range(2)
-        ]
-        outs = [p.communicate(timeout=120)[0] for p in procs]
-        assert all(p.returncode == 0 for p in procs), "\n".join(outs)
+        codes, outs = _run_ranks(multi, *args)
+        assert codes == [0, 0], "\n".join(outs)
 
     want = load_file(str(single / "rank0.safetensors"))
     got = [load_file(str(multi / f"rank{r}.safetensors")) for r in range(2)]

@@ -173,7 +173,7 @@ def test_nonfinite_loss_raises(tmp_path, tiny_model):
     bad.train[0, 0, 0, 0] = float("nan")
     tr = _trainer(_config(tmp_path, augment=AugmentConfig(enabled=False), batch_size=20,
                           log_every=1), tiny_model, bad)
-    with pytest.raises(FloatingPointError, match="non-finite"):
+    with pytest.raises(FloatingPointError, match=r"non-finite by step 1 \(no checkpoint written\)"):
         tr.run()
 
 
@@ -264,5 +264,13 @@ def test_resume_refusal_names_values_and_options(tmp_path, tiny_model, images):
         _trainer(changed, tiny_model, images)
     message = str(err.value)
     assert "\n" not in message
-    assert "augment settings max_rotation_deg (--augment-preset/--no-augment)" in message
+    assert ("augment settings max_rotation_deg 10.0 -> 3.0 (--augment-preset/--no-augment)"
+            in message)
     assert "lr was 0.01, now 0.005 (--lr)" in message and "--overwrite" in message
+
+
+def test_any_ranks_is_the_flags_themselves_in_one_process():
+    from invdiff.training import distributed as tdist
+
+    info = tdist.setup("cpu")
+    assert tdist.any_ranks([True, False], info) == [True, False]

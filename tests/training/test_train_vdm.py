@@ -145,3 +145,11 @@ def test_cli_train_init_takes_a_new_dropout_but_not_new_channels(tmp_path, monke
     assert seen.pop("cfg").model == VDMConfig.preset("tiny", dropout=0.2)
     with pytest.raises(ValueError, match=r"unet_channels \(8, 16\) \(asked: \(4, 8\)\)"):
         cli_train(["v.nii"], tmp_path / "b.ckpt", init=prior, preset="tiny", channels=(4, 8))
+    # not only the architecture: any setting but dropout must match (the schedule here)
+    other = VDMConfig.preset("tiny", schedule="cosine")
+    from invdiff.priors.checkpoint import save_prior
+    from invdiff.priors.vdm import VDM
+
+    save_prior(tmp_path / "cosine.ckpt", VDM(other))
+    with pytest.raises(ValueError, match=r"schedule cosine \(asked: learned\)"):
+        cli_train(["v.nii"], tmp_path / "b.ckpt", init=tmp_path / "cosine.ckpt", preset="tiny")
