@@ -51,9 +51,16 @@ def main() -> None:
     ap.add_argument("--slices", type=int, nargs=2, default=(0, 8), help="slab slices [start, stop)")
     ap.add_argument("--factors", type=int, nargs="+", default=(32, 64))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--methods", default=",".join((*BASELINES, *DIFFUSION)),
+                    help="baselines and other solvers to run besides kspace-mix (always run), "
+                         "comma-separated; e.g. zero-fill for a quick kspace-mix check")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", type=Path, default=Path("docs/results"))
     args = ap.parse_args()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - {*BASELINES, *DIFFUSION})
+    if unknown:
+        ap.error(f"unknown --methods {unknown}; choose from {', '.join((*BASELINES, *DIFFUSION))}")
     keep_freed_memory()  # as the invdiff command does (invdiff.allocator)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -73,7 +80,7 @@ def main() -> None:
     for n in args.factors:
         problem = simulated_problem(image, n, args.out, base, prior)
         runs: list[MethodRun] = []
-        for name in BASELINES:
+        for name in (m for m in BASELINES if m in methods):
             runs.append(run_method(problem, prior, name, base, n, name))
         drawn = max(args.samples, args.more_samples)
         one, post = posterior_runs(
@@ -83,7 +90,7 @@ def main() -> None:
             runs += [one, post, more]
         else:
             runs += [one, post]
-        for name in DIFFUSION:
+        for name in (m for m in DIFFUSION if m in methods):
             t0 = time.perf_counter()
             runs.append(run_method(problem, prior, name, dataclasses.replace(base, solver=name),
                                    n, name))
