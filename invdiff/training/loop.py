@@ -263,9 +263,11 @@ class Trainer:
         cfg, info = self.config, self.info
         display = RunDisplay(self.step_count, cfg.max_steps, cfg.max_minutes,
                              enabled=info.is_main and cfg.progress)
+        params = sum(p.numel() for p in self.model.parameters())
         display.message(
             f"training on {self.device} x{info.world_size}: {len(self.images.train)} images, "
-            f"{len(self.images.val)} held out, batch {cfg.batch_size}, step {self.step_count}"
+            f"{len(self.images.val)} held out, batch {cfg.batch_size}, step {self.step_count}, "
+            f"model {params / 1e6:.2f} M parameters"
         )
         if cfg.val_every and len(self.images.val) == 0:
             display.message("no held-out images, so no validation bits/dim: pass validation "

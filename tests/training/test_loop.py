@@ -245,7 +245,10 @@ def test_resume_at_or_past_the_step_count_trains_nothing(tmp_path, tiny_model, i
 def test_missing_validation_data_is_announced(tmp_path, tiny_model, images, capsys):
     no_val = dataclasses.replace(images, val=images.val[:0])
     _trainer(_config(tmp_path, max_steps=1, progress=True), tiny_model, no_val).run()
-    assert "no held-out images, so no validation bits/dim" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no held-out images, so no validation bits/dim" in err
+    params = sum(p.numel() for p in tiny_model(seed=0).parameters())
+    assert f"model {params / 1e6:.2f} M parameters" in " ".join(err.split())  # size announced
 
 
 def test_a_run_stopped_by_its_time_budget_logs_its_last_step(tmp_path, tiny_model, images):
