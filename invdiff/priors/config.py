@@ -74,7 +74,7 @@ class VDMConfig:
         if self.image_size % factor:
             raise ValueError(
                 f"image_size must be divisible by {factor} for {len(self.unet_channels)} "
-                f"U-Net levels, got {self.image_size}"
+                f"U-Net levels (unet_channels {self.unet_channels}), got {self.image_size}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")

@@ -407,6 +407,9 @@ def test_seed_out_of_range_is_named(run, hr_nifti, tmp_path):
     (["--augment-preset", "heavy"], "unknown augmentation preset 'heavy'"),
     (["--channels", "16,x"], "--channels expects comma-separated integers, got '16,x'"),
     (["--channels", "2,4"], "unet_channels must start at >= 4 (the time embedding's width)"),
+    (["--preset", "tiny", "--channels", "8,16,32,64,128,256"],
+     "image_size must be divisible by 32 for 6 U-Net levels (unet_channels (8, 16, 32, 64, 128, "
+     "256)), got 16"),
     (["--dropout", "1.5"], "dropout must be in [0, 1), got 1.5"),
     (["--seed", str(2**32)], "seed must be in [0, 2^32) (torch's generator uses 32 bits), got"),
 ])
