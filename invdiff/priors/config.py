@@ -84,6 +84,11 @@ class VDMConfig:
         """``(C, S, S)``."""
         return (self.channels, self.image_size, self.image_size)
 
+    def differences(self, other: VDMConfig, ignore: tuple[str, ...] = ()) -> list[str]:
+        """Names of the settings (outside ``ignore``) in which ``other`` differs."""
+        return [f.name for f in dataclasses.fields(self)
+                if f.name not in ignore and getattr(self, f.name) != getattr(other, f.name)]
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
         items = dataclasses.asdict(self).items()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from invdiff.training.config import AugmentConfig, DataConfig, TrainConfig
-from invdiff.training.loop import train
+from invdiff.training.loop import NO_WEIGHTS, train
 
 
 def cli_train(
@@ -102,9 +102,8 @@ def cli_train(
         model = read_checkpoint_info(source)["config"]
         if preset is not None or overrides:
             asked = VDMConfig.preset(preset or "default", **overrides)
-            fields = [f.name for f in dataclasses.fields(VDMConfig) if f.name != "dropout"]
             what = ", ".join(f"{k} {getattr(model, k)} (asked: {getattr(asked, k)})"
-                             for k in fields if getattr(model, k) != getattr(asked, k))
+                             for k in model.differences(asked, ignore=NO_WEIGHTS))
             if what:
                 raise ValueError(f"--init {init} holds a different model: {what}; leave "
                                  "--preset, --image-size and --channels out to take the file's")

@@ -81,17 +81,9 @@ def all_mean(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return values / info.world_size
 
 
-def any_rank(flag: bool, info: DistInfo) -> bool:
-    """True on every rank if ``flag`` is true on any rank (keeps stop decisions in lock step)."""
-    if not info.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=info.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
-
-
 def any_ranks(flags: list[bool], info: DistInfo) -> list[bool]:
-    """:func:`any_rank` of several flags in one reduction."""
+    """Each flag true on every rank if it is true on any rank, in one reduction (keeps stop
+    decisions in lock step)."""
     if not info.enabled:
         return list(flags)
     t = torch.tensor([1.0 if f else 0.0 for f in flags], device=info.device)

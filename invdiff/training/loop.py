@@ -421,6 +421,10 @@ def train(config: TrainConfig) -> Path:
     return Trainer(config, model, _save_prior_export(save_prior)).run()
 
 
+#: Model settings without weights of their own: fine-tuning (``init``) may change them.
+NO_WEIGHTS = ("dropout",)
+
+
 def init_weights(model: nn.Module, path: str | Path) -> None:
     """Load the weights of the prior file ``path`` into ``model`` (fine-tuning start).
 
@@ -428,12 +432,10 @@ def init_weights(model: nn.Module, path: str | Path) -> None:
         ValueError: the file's model configuration differs from ``model.config`` in more than
             the dropout rate (which has no weights: fine-tuning may change it).
     """
-    import dataclasses
-
     from invdiff.priors.checkpoint import load_prior
 
     source = load_prior(path)
-    if dataclasses.replace(source.config, dropout=model.config.dropout) != model.config:
+    if source.config.differences(model.config, ignore=NO_WEIGHTS):
         raise ValueError(f"--init {path}: its model configuration differs from the one asked "
                          "for (leave --preset, --image-size and --channels out to take the "
                          "file's)")
