@@ -32,6 +32,7 @@ def check_outputs(
     """
     resolved_inputs = {Path(p).resolve() for p in inputs}
     seen: set[Path] = set()
+    probed: set[Path] = set()
     for out in outputs:
         path = Path(out).resolve()
         if path in resolved_inputs:
@@ -45,7 +46,9 @@ def check_outputs(
             raise OutputExistsError(f"output {out} exists; pass --overwrite to replace it")
         if not path.parent.is_dir():
             raise FileNotFoundError(f"output folder {path.parent} does not exist")
-        _check_writable(path.parent)
+        if path.parent not in probed:  # one probe per folder (a solve writes several files)
+            _check_writable(path.parent)
+            probed.add(path.parent)
 
 
 def _check_writable(folder: Path) -> None:

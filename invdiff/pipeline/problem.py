@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,8 @@ class SliceProblem:
         spatial_unit: the unit of ``affine`` from the source's NIfTI header, or ``None``.
         orientation: stored slice -> display orientation of the prior's training data.
         kind: ``"measurement"`` or ``"image"``.
+        built_operator: the operator built from ``operator`` while loading (see
+            :meth:`build_operator`), or ``None``.
     """
 
     y: np.ndarray
@@ -71,6 +73,7 @@ class SliceProblem:
     orientation: SliceOrientation
     kind: str
     spatial_unit: str | None = None
+    built_operator: LinearOperator | None = field(default=None, repr=False, compare=False)
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -84,12 +87,11 @@ class SliceProblem:
 
     def build_operator(self) -> LinearOperator:
         """The operator of :attr:`operator`, built once per problem (a build can be costly, e.g.
-        an ESPIRiT calibration) and shared by the measurement check and the solve."""
-        built = self.__dict__.get("_built_operator")
-        if built is None:
-            built = from_spec(self.operator, self.image_shape)
-            object.__setattr__(self, "_built_operator", built)  # a cache, not a field
-        return built
+        an ESPIRiT calibration): the loader's build (:attr:`built_operator`) is shared by the
+        measurement check and the solve."""
+        if self.built_operator is None:
+            object.__setattr__(self, "built_operator", from_spec(self.operator, self.image_shape))
+        return self.built_operator
 
 
 def read_input(path: str | os.PathLike, config: SolveConfig) -> Image | Measurement:
@@ -160,7 +162,7 @@ def _from_measurement(path: Path, config: SolveConfig, m: Measurement) -> SliceP
         scale=scale, ndim=ndim, axis=axis, affine=affine,
         orientation=display_orientation(m.source_affine, axis) if config.reorient
         else SliceOrientation(),
-        kind="measurement", spatial_unit=m.source_unit,
+        kind="measurement", spatial_unit=m.source_unit, built_operator=op,
     )
 
 
@@ -211,6 +213,7 @@ def _from_image(config: SolveConfig, prior_hw: tuple[int, int], image: Image) ->
         y=y, operator=spec, image_shape=big, noise_sigma=sigma,
         scale=robust_scale(torch.from_numpy(image.data)), ndim=ndim, axis=axis, affine=affine,
         orientation=orientation, kind="image", spatial_unit=image.spatial_unit,
+        built_operator=op,
     )
 
 
@@ -252,7 +255,7 @@ def check_measurement_fit(problem: SliceProblem, phase: bool) -> float | None:
     op = problem.build_operator()
     if not getattr(op, "has_pinv_real", False):
         return None
-    complex_out = bool(op(torch.zeros(1, *op.ishape)).is_complex())
+    complex_out = _is_kspace(op)
     num2 = den2 = 0.0
     for start in range(0, problem.y.shape[0], 8):  # a few slices at a time: bounded memory
         y = torch.from_numpy(np.ascontiguousarray(problem.y[start : start + 8]))

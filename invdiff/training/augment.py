@@ -222,7 +222,6 @@ def _grid(theta: Tensor, params: AugmentParams, shape: tuple[int, ...] | torch.S
     grid = F.affine_grid(theta, list(shape), align_corners=False)
     if params.displacement is not None:
         d = _upsample(params.displacement, tuple(shape[-2:]))  # (B, 2, H', W'), x then y
-        to_norm = torch.tensor([2.0 / hw[1], 2.0 / hw[0]], dtype=torch.float64,
-                               device=d.device).view(1, 2, 1, 1)
-        grid = grid + (d * to_norm).permute(0, 2, 3, 1).to(device=theta.device, dtype=theta.dtype)
+        d = torch.stack((d[:, 0] * (2.0 / hw[1]), d[:, 1] * (2.0 / hw[0])), dim=-1)  # normalised
+        grid = grid + d.to(device=theta.device, dtype=theta.dtype)
     return grid

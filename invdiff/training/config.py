@@ -314,10 +314,15 @@ def config_mismatch(saved: dict[str, Any], config: TrainConfig) -> list[str]:
     (written by an older version) counts as unchanged if ``config`` holds its default.
     """
     now = config_to_dict(config)
+    return sorted(_diff(_with_old_defaults(saved), now, config, "", skip=RESUMABLE_CHANGES))
+
+
+def _with_old_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's settings with what older versions did for settings they did not record."""
     saved = dict(saved)
     if isinstance(saved.get("augment"), dict):  # written before the setting existed
         saved["augment"] = {"interpolation": "bilinear", **saved["augment"]}
-    return sorted(_diff(saved, now, config, "", skip=RESUMABLE_CHANGES))
+    return saved
 
 
 #: The ``invdiff train`` option behind a setting (by its full name or its first dotted part).
@@ -335,7 +340,7 @@ GROUPED = ("model", "augment")  # named together: their values come from one opt
 def describe_mismatch(saved: dict[str, Any], config: TrainConfig, names: list[str]) -> str:
     """One line naming each changed setting with its saved and current value (settings of the
     model and of the augmentation together) and the ``invdiff train`` option that sets it."""
-    now = config_to_dict(config)
+    now, saved = config_to_dict(config), _with_old_defaults(saved)
 
     def value(d: Any, name: str) -> Any:
         for part in name.split("."):

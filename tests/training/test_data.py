@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from cli_assertions import assert_one_line_error
 from PIL import Image
 
 from invdiff.training import BatchStream, DataConfig, load_image_sets
@@ -261,10 +262,8 @@ def test_train_command_refuses_nan_data_in_one_line(tmp_path, kind):
     r = CliRunner().invoke(app, ["train", str(data), "--out", str(tmp_path / "vdm.ckpt"),
                                  "--preset", "tiny", "--steps", "1", "--batch-size", "2",
                                  "--device", "cpu", "--quiet"])
-    assert r.exit_code == 2, r.output
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {data}"), r.stderr
-    assert "are NaN or Inf" in lines[0] and "Traceback" not in r.output
+    line = assert_one_line_error(r, "are NaN or Inf")
+    assert line.startswith(f"error: {data}"), line
     assert sorted(tmp_path.iterdir()) == [data]
 
 
