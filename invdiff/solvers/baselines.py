@@ -115,16 +115,14 @@ def interpolate(
     return _finish(p, out.reshape(*lead, h, w), {"mode": mode})
 
 
-def bilinear(operator: Any, y: Tensor, prior: Any, **kw: Any) -> SolveResult:
+def bilinear(operator: Any, y: Tensor, prior: Any, **_: Any) -> SolveResult:
     """Bilinear interpolation of the low-resolution image (see :func:`interpolate`)."""
-    kw.pop("mode", None)
-    return interpolate(operator, y, prior, mode="bilinear", **kw)
+    return interpolate(operator, y, prior, mode="bilinear")
 
 
-def bicubic(operator: Any, y: Tensor, prior: Any, **kw: Any) -> SolveResult:
+def bicubic(operator: Any, y: Tensor, prior: Any, **_: Any) -> SolveResult:
     """Bicubic (Keys, a = -0.75) interpolation of the low-resolution image."""
-    kw.pop("mode", None)
-    return interpolate(operator, y, prior, mode="bicubic", **kw)
+    return interpolate(operator, y, prior, mode="bicubic")
 
 
 def _sigpy_recon(

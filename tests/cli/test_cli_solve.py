@@ -446,3 +446,7 @@ def test_lambda_of_a_solver_without_one_is_not_recorded_as_used(run, hr_nifti, t
                 "--steps", "2", "--samples", "1", "--quiet", "--out", tmp_path / "a.npy")
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "a.npy.manifest.json").read_text())["config"]["lambda"] == 1.0
+    with pytest.warns(UserWarning, match="solver bicubic has no lambda: lambda 0.3 is not used"):
+        r = run("solve", meas, "--solver", "bicubic", "--lambda", "0.3", "--prior", tiny_prior,
+                "--quiet", "--out", tmp_path / "b.npy")  # a baseline that forwarded **kw
+    assert r.exit_code == 0, r.output
