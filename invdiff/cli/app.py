@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from invdiff.allocator import keep_freed_memory
-from invdiff.cli import demo, evaluate, listing, simulate, solve, train
+from invdiff.cli import demo, evaluate, listing, resample, simulate, solve, train
 from invdiff.cli.common import EXIT_BAD_INPUT, note, show_warnings_as_notes
 
 app = typer.Typer(
@@ -42,6 +42,7 @@ def _options(
     """Inverse problems with diffusion priors: MR super-resolution from k-space and more."""
 
 
+app.command("resample", epilog=resample.EPILOG)(resample.resample)
 app.command("simulate", epilog=simulate.EPILOG)(simulate.simulate)
 app.command("solve", epilog=solve.EPILOG)(solve.solve)
 app.command("evaluate", epilog=evaluate.EPILOG)(evaluate.evaluate)

@@ -21,22 +21,48 @@ import numpy as np
 
 
 def resampled_affine(
-    affine: np.ndarray, old_shape: Sequence[int], new_shape: Sequence[int]
+    affine: np.ndarray, old_shape: Sequence[int], new_shape: Sequence[int],
+    convention: str = "fourier",
 ) -> np.ndarray:
-    """Affine of a grid resampled from ``old_shape`` to ``new_shape`` by centred k-space crop/pad.
+    """Affine of a grid resampled from ``old_shape`` to ``new_shape``.
 
     Args:
         affine: 4x4 voxel-to-world matrix of the old grid.
         old_shape, new_shape: the first three grid sizes (2D shapes get a third axis of 1).
+        convention: ``"fourier"``, centred k-space crop/pad (the module's convention: index
+            ``n // 2`` stays put), or ``"edges"``, interpolation that keeps the outer edges of the
+            first and last voxels in place (``scikit-image``'s ``resize``:
+            ``i_old = (i_new + 1/2) n/m - 1/2``).
     """
     old = _three(old_shape)
     new = _three(new_shape)
     scale = np.array([o / n for o, n in zip(old, new, strict=True)], dtype=np.float64)
-    shift = np.array([o // 2 - (n // 2) * s for o, n, s in zip(old, new, scale, strict=True)])
+    if convention == "fourier":
+        shift = np.array([o // 2 - (n // 2) * s for o, n, s in zip(old, new, scale, strict=True)])
+    elif convention == "edges":
+        shift = 0.5 * (scale - 1.0)
+    else:
+        raise ValueError(f"convention must be 'fourier' or 'edges', got {convention!r}")
     t = np.eye(4)
     t[:3, :3] = np.diag(scale)
     t[:3, 3] = shift
     return np.asarray(affine, dtype=np.float64) @ t
+
+
+def shifted_affine(affine: np.ndarray, offset: Sequence[int]) -> np.ndarray:
+    """Affine of a grid whose voxel ``i`` is the old grid's voxel ``i - offset`` (e.g. after
+    padding ``offset`` voxels at the start of each axis)."""
+    t = np.eye(4)
+    off = [float(v) for v in offset]
+    if not 1 <= len(off) <= 3:
+        raise ValueError(f"expected 1 to 3 offsets, got {len(off)}")
+    t[:3, 3] = -np.asarray(off + [0.0] * (3 - len(off)))
+    return np.asarray(affine, dtype=np.float64) @ t
+
+
+def voxel_sizes(affine: np.ndarray) -> np.ndarray:
+    """Voxel sizes along the three grid axes: the lengths of the affine's first three columns."""
+    return np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
 
 
 def _three(shape: Sequence[int]) -> tuple[int, int, int]:

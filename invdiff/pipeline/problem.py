@@ -122,6 +122,9 @@ def load_problem(
             f"the prior models {prior_hw[0]}x{prior_hw[1]} images but the input's image grid is "
             f"{problem.image_shape[0]}x{problem.image_shape[1]}"
             + (" (transposed to the prior's orientation)" if problem.orientation.transpose else "")
+            + (f"; simulate from a volume put on the prior's grid by `invdiff resample HR --size "
+               f"{prior_hw[0]}`" if problem.kind == "measurement" and prior_hw[0] == prior_hw[1]
+               else "")
         )
     return problem
 
@@ -178,7 +181,8 @@ def _from_image(config: SolveConfig, prior_hw: tuple[int, int], image: Image) ->
         raise ProblemError(
             f"input slices are {small[0]}x{small[1]}, larger than the prior's "
             f"{big[0]}x{big[1]} images in at least one direction; a low-resolution input "
-            "must fit inside them"
+            "must fit inside them (a high-resolution volume: `invdiff resample` it onto the "
+            "prior's grid, then `invdiff simulate`)"
         )
     if small == tuple(big) and config.operator is None:
         raise ProblemError(

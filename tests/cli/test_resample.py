@@ -1,0 +1,145 @@
+"""`invdiff resample`: square field of view, N x N slices, world positions kept."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from cli_assertions import assert_one_line_error
+
+from invdiff.io import Image, read_image
+from invdiff.operators import from_spec
+from invdiff.pipeline.resample import (
+    METHODS,
+    resample_image,
+    resample_slices,
+    square_fov_padding,
+)
+
+
+def _blob(shape, centre, width=3.0) -> np.ndarray:
+    grids = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape], indexing="ij")
+    r2 = sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True))
+    return 100.0 * np.exp(-r2 / (2 * width**2))
+
+
+def _world_centroid(data: np.ndarray, affine: np.ndarray, k: int) -> np.ndarray:
+    """World position of the centroid of slice ``k`` of a 3D volume (last axis)."""
+    w = np.clip(data[..., k], 0, None) ** 2  # squared: the ringing tails weigh little
+    grids = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in w.shape], indexing="ij")
+    voxel = np.array([(g * w).sum() / w.sum() for g in grids] + [k, 1.0])
+    return (affine @ voxel)[:3]
+
+
+def test_padding_makes_the_field_of_view_square_in_world_units():
+    assert square_fov_padding((197, 233), (1.0, 1.0)) == [(18, 18), (0, 0)]
+    assert square_fov_padding((100, 200), (2.0, 1.0)) == [(0, 0), (0, 0)]  # 200 mm both
+    assert square_fov_padding((100, 150), (2.0, 1.0)) == [(0, 0), (25, 25)]
+    assert square_fov_padding((91, 109), (2.0, 2.0)) == [(9, 9), (0, 0)]
+    assert square_fov_padding((90, 109), (2.0, 2.0)) == [(9, 10), (0, 0)]  # odd one after
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("size", [(24, 24), (64, 64)])
+def test_a_constant_image_stays_constant(method, size):
+    out = resample_slices(np.full((2, 40, 40), 7.5), size, method)
+    assert out.shape == (2, *size)
+    np.testing.assert_allclose(out, 7.5, rtol=1e-6)
+
+
+def test_fourier_shrinking_keeps_the_central_kspace_the_operator_measures():
+    """kcrop:16 of the 32x32 result is kcrop:16 of the 45x45 source (same field of view; the
+    orthonormal FFT of the smaller grid carries the factor 32/45)."""
+    rng = np.random.default_rng(0)
+    src = 50 + rng.random((1, 45, 45))  # positive: nothing to clip
+    out = resample_slices(src, (32, 32), "fourier")
+    y_out = from_spec("kcrop:16", (32, 32))(torch.from_numpy(out)[None])
+    y_src = from_spec("kcrop:16", (45, 45))(torch.from_numpy(src)[None])
+    torch.testing.assert_close(y_out, y_src * (32 / 45), rtol=1e-9, atol=1e-9)
+
+
+def test_ringing_below_zero_is_clipped_but_negative_sources_are_not():
+    edge = np.zeros((1, 64, 64))
+    edge[:, 16:48, 16:48] = 100.0  # a sharp square rings when shrunk in k-space
+    assert resample_slices(edge, (24, 24), "fourier").min() == 0.0
+    shifted = resample_slices(edge - 5.0, (24, 24), "fourier")
+    assert shifted.min() >= -5.0 - 1e-9 and shifted.min() == -5.0
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_world_positions_are_kept_with_anisotropic_voxels(method):
+    """A blob lies at the same world position before and after, on a square-pixel result."""
+    affine = np.array([[0.0, -1.5, 0.0, 20.0], [0.9, 0.0, 0.0, -11.0],
+                       [0.0, 0.0, 3.0, 4.5], [0, 0, 0, 1.0]])
+    shape = (70, 40, 3)  # in-plane field of view 63 x 60 (units of the affine)
+    data = np.stack([_blob(shape[:2], (31.0, 22.5), width=4.0)] * 3, axis=-1)
+    result = resample_image(Image(data, affine, "nifti", "mm"), 48, axis=2, method=method)
+    out = result.image
+    assert out.data.shape == (48, 48, 3) and out.data.dtype == np.float32
+    sizes = np.linalg.norm(out.affine[:3, :3], axis=0)
+    assert abs(sizes[0] - sizes[1]) < 0.02 * sizes[0] and sizes[2] == pytest.approx(3.0)
+    assert result.pixel_size == pytest.approx(tuple(sizes[:2]))
+    before = _world_centroid(data, affine, 1)
+    after = _world_centroid(out.data, out.affine, 1)
+    np.testing.assert_allclose(after, before, atol=0.05 * sizes[0])
+
+
+def test_the_slice_axis_is_kept(tmp_path):
+    data = np.stack([_blob((30, 50), (14.0, 25.0)) + k for k in range(5)], axis=0)
+    r = resample_image(Image(data, np.eye(4)), 32, axis=0)
+    assert r.image.data.shape == (5, 32, 32) and r.axis == 0
+    assert r.padded_shape == (50, 50)
+    assert [float(s.mean() > r.image.data[0].mean()) for s in r.image.data[1:]] == [1.0] * 4
+
+
+def test_cli_writes_a_volume_that_simulate_and_solve_accept(run, tmp_path, tiny_prior):
+    """197x233-like grids are refused by solve with a hint; resampled, the chain works."""
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    vol = np.stack([_blob((20, 26), (9.5, 13.0), width=5.0) + 5] * 2, axis=-1)
+    src = tmp_path / "hr.nii.gz"
+    nib.save(nib.Nifti1Image(vol.astype(np.float32), affine), src)
+
+    r = run("simulate", src, "--operator", "kcrop:8", "--out", tmp_path / "raw.npz")
+    assert r.exit_code == 0, r.output
+    r = run("solve", tmp_path / "raw.npz", "--prior", tiny_prior, "--out", tmp_path / "x.nii.gz")
+    assert_one_line_error(r, "16x16", "invdiff resample HR --size 16")
+
+    r = run("resample", src, "--out", tmp_path / "hr16.nii.gz", "--size", "16")
+    assert r.exit_code == 0, r.output
+    assert "2 slice(s) of 16x16 (fourier), padded to 26x26" in r.output
+    hr16 = read_image(tmp_path / "hr16.nii.gz")
+    assert hr16.data.shape == (16, 16, 2) and hr16.spatial_unit is None
+    np.testing.assert_allclose(np.diag(hr16.affine)[:3], [26 / 16, 26 / 16, 2.0])
+    r = run("simulate", tmp_path / "hr16.nii.gz", "--operator", "kcrop:8",
+            "--out", tmp_path / "meas.npz")
+    assert r.exit_code == 0, r.output
+    r = run("solve", tmp_path / "meas.npz", "--prior", tiny_prior, "--steps", "2",
+            "--samples", "1", "--reference", tmp_path / "hr16.nii.gz",
+            "--out", tmp_path / "rec.nii.gz", "--quiet")
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "rec.nii.gz.manifest.json").read_text())
+    assert manifest["output_shape"] == [16, 16, 2]
+
+
+def test_cli_bad_input_is_one_line_and_writes_nothing(run, tmp_path, hr_nifti):
+    out = tmp_path / "o.nii.gz"
+    assert_one_line_error(run("resample", hr_nifti, "--out", out, "--method", "sinc"),
+                          "method must be one of fourier, linear, cubic")
+    assert_one_line_error(run("resample", hr_nifti, "--out", out, "--size", "1"),
+                          "size must be an integer >= 2")
+    assert_one_line_error(run("resample", hr_nifti, "--out", tmp_path / "o.txt"),
+                          "unknown image format")
+    assert_one_line_error(run("resample", hr_nifti, "--out", tmp_path / "o.png"),
+                          "PNG holds 2D images")
+    assert_one_line_error(run("resample", hr_nifti, "--out", hr_nifti), "is an input")
+    assert_one_line_error(run("resample", tmp_path / "none.nii.gz", "--out", out),
+                          "does not exist")
+    assert not out.exists() and not (tmp_path / "o.png").exists()
+    out.write_bytes(b"keep")
+    assert_one_line_error(run("resample", hr_nifti, "--out", out), "exists", "--overwrite")
+    assert out.read_bytes() == b"keep"
+    assert run("resample", hr_nifti, "--out", out, "--overwrite", "--size", "8").exit_code == 0
+    assert read_image(out).data.shape == (8, 8, 3)
