@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from importlib.metadata import EntryPoint
+from typing import Any
 
 #: The distribution whose entry points are the built-ins.
 BUILTIN_DISTRIBUTION = "invdiff"
@@ -44,3 +45,14 @@ def is_builtin(ep: EntryPoint) -> bool:
     """Whether ``ep`` comes from invdiff's own distribution."""
     dist = getattr(ep, "dist", None)
     return dist is not None and (dist.name or "").lower() == BUILTIN_DISTRIBUTION
+
+
+def load(ep: EntryPoint, what: str, error: type[Exception], verb: str = "failed to import") -> Any:
+    """``ep.load()``; any exception while loading becomes one ``error`` line naming the plugin
+    (``"<what> plugin 'name' (module:attr) <verb>: Type: message"``), a broken plugin's traceback
+    kept as the cause."""
+    try:
+        return ep.load()
+    except Exception as err:
+        raise error(f"{what} plugin {ep.name!r} ({ep.value}) {verb}: "
+                    f"{type(err).__name__}: {err}") from err

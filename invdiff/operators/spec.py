@@ -30,6 +30,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from importlib.metadata import EntryPoint, entry_points
 
+from invdiff import plugins
 from invdiff.operators.base import LinearOperator
 from invdiff.plugins import by_name
 
@@ -48,10 +49,9 @@ def registry() -> dict[str, Factory]:
     found: dict[str, Factory] = {}
     for ep in by_name(_entry_points(), "invdiff operator").values():
         try:
-            factory = ep.load()
-        except Exception as err:  # noqa: BLE001 (a broken plugin must not break the others)
-            warnings.warn(f"invdiff operator plugin {ep.name!r} ({ep.value}) failed to load: "
-                          f"{err!r}", RuntimeWarning, stacklevel=2)
+            factory = plugins.load(ep, "invdiff operator", ImportError, verb="failed to load")
+        except ImportError as err:  # a broken plugin must not break the others
+            warnings.warn(str(err), RuntimeWarning, stacklevel=2)
             continue
         if not callable(factory):
             warnings.warn(f"invdiff operator plugin {ep.name!r} ({ep.value}) is not callable",

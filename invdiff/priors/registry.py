@@ -16,6 +16,7 @@ from functools import cache, lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
+from invdiff import plugins
 from invdiff.plugins import by_name
 from invdiff.priors.base import Prior
 from invdiff.priors.checkpoint import load_prior
@@ -39,13 +40,7 @@ def _entry_points() -> dict[str, EntryPoint]:
 
 @cache
 def _load(name: str) -> Callable[[str], Prior]:
-    ep = _entry_points()[name]
-    try:
-        return ep.load()
-    except Exception as err:  # a broken plugin must not take the others down
-        raise PriorPluginError(
-            f"prior plugin {name!r} ({ep.value}) failed to import: {type(err).__name__}: {err}"
-        ) from err
+    return plugins.load(_entry_points()[name], "prior", PriorPluginError)
 
 
 def reload_plugins() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 
+from invdiff import plugins
 from invdiff.plugins import by_name
 from invdiff.solvers.result import Solver
 
@@ -50,8 +51,4 @@ def get_solver(name: str) -> Solver:
         raise UnknownSolverError(
             f"unknown solver {name!r}; known solvers: {', '.join(sorted(eps)) or '(none)'}"
         )
-    try:
-        return eps[name].load()
-    except Exception as err:  # a broken plugin: one clear line, not its traceback
-        raise SolverPluginError(f"solver plugin {name!r} ({eps[name].value}) failed to load: "
-                                f"{type(err).__name__}: {err}") from err
+    return plugins.load(eps[name], "solver", SolverPluginError, verb="failed to load")
