@@ -139,6 +139,11 @@ class LinearOperator(ABC):
         rhs = rhs.real if rhs.is_complex() else rhs
         return conjugate_gradient(real_normal, rhs, len(self.ishape), maxiter)
 
+    def makes_complex(self, device: torch.device | str | None = None) -> bool:
+        """Whether the operator maps real images to complex values (k-space), probed on one
+        zero image on ``device``."""
+        return bool(self(torch.zeros(1, *self.ishape, device=device)).is_complex())
+
     def selection_unitary(self) -> tuple[Tensor, LinearOperator] | None:
         """The decomposition ``A = S U`` (``S`` a 0/1 selection, ``U`` unitary), if one exists.
 

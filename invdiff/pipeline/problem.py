@@ -199,7 +199,7 @@ def _from_image(config: SolveConfig, prior_hw: tuple[int, int], image: Image) ->
             f"input slices are {small[0]}x{small[1]}"
         )
     sigma = config.noise_sigma or 0.0
-    if _is_kspace(op):
+    if op.makes_complex():
         if spec.split(":")[0].strip() != "kcrop" or "|" in spec:
             raise ProblemError(
                 f"an image input is the image of cropped k-space (kcrop) or an image-domain "
@@ -259,7 +259,7 @@ def check_measurement_fit(problem: SliceProblem, phase: bool) -> float | None:
     op = problem.build_operator()
     if not getattr(op, "has_pinv_real", False):
         return None
-    complex_out = _is_kspace(op)
+    complex_out = op.makes_complex()
     num2 = den2 = 0.0
     for start in range(0, problem.y.shape[0], 8):  # a few slices at a time: bounded memory
         y = torch.from_numpy(np.ascontiguousarray(problem.y[start : start + 8]))
@@ -320,13 +320,10 @@ def _grid(hw: tuple[int, int], s: int, ndim: int, axis: int | None) -> tuple[int
     return tuple(shape)
 
 
-def _is_kspace(op: LinearOperator) -> bool:
-    return bool(op(torch.zeros(1, *op.ishape)).is_complex())
-
 
 def _estimated_scale(kspace: np.ndarray, op: LinearOperator) -> float:
     """Robust scale of the zero-filled images ``|A^+ y|`` (when the file carries none)."""
     y = torch.from_numpy(kspace.astype(np.complex64))
-    if not _is_kspace(op):
+    if not op.makes_complex():
         y = y.real
     return robust_scale(op.pinv(y).abs())

@@ -24,7 +24,7 @@ from invdiff.config import ConfigError, SolveConfig
 from invdiff.intensity import from_prior_range, measurement_to_prior_range
 from invdiff.io.geometry import from_slices
 from invdiff.pipeline.orientation import oriented_prior
-from invdiff.pipeline.problem import SliceProblem, _is_kspace, squared_norm
+from invdiff.pipeline.problem import SliceProblem, squared_norm
 from invdiff.priors.base import Prior
 from invdiff.solvers.phase import solve_with_phase
 
@@ -143,7 +143,7 @@ def solve_problem(
     config = for_solver(solver, config)
     device = torch.device(config.device)
     op = problem.build_operator()
-    complex_y = _is_kspace(op)
+    complex_y = op.makes_complex()
     if config.phase and not complex_y:
         raise ConfigError(f"phase = true needs a k-space operator; {problem.operator} is real")
     the_prior = oriented_prior(prior, problem.orientation)

@@ -132,7 +132,7 @@ def setup(
         raise SolverInputError(f"{name}: y contains NaN or Inf")
     if not (y.is_complex() or y.is_floating_point()):
         raise SolverInputError(f"{name}: y must be floating point or complex, got {y.dtype}")
-    makes_complex = bool(operator(torch.zeros(1, *ishape, device=y.device)).is_complex())
+    makes_complex = operator.makes_complex(y.device)
     if makes_complex != y.is_complex():
         # y.real of k-space would be solved "consistently" with half the data thrown away
         raise SolverInputError(

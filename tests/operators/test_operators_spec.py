@@ -221,3 +221,10 @@ def test_unreadable_mask_and_maps_files_name_the_file(tmp_path):
             with pytest.raises(error, match=f"{what}.*{name}") as info:
                 from_spec(text, (16, 16))
             assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_makes_complex_tells_kspace_from_image_domain_operators():
+    assert from_spec("kcrop:8", (16, 16)).makes_complex()
+    assert from_spec("downsample:2|kcrop:4", (16, 16)).makes_complex()
+    assert not from_spec("downsample:2", (16, 16)).makes_complex()
+    assert not from_spec("identity", (16, 16)).makes_complex("cpu")
