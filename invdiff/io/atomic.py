@@ -93,11 +93,17 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 @contextlib.contextmanager
-def atomic_outputs(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+def atomic_outputs(
+    paths: Sequence[str | os.PathLike], last_is_record: bool = False
+) -> Iterator[list[Path]]:
     """Temporary paths for several outputs, all moved into place only if the block succeeds.
 
     The renames happen together at the end, in the given order (put a manifest last), so an
-    interruption while writing leaves none of the outputs rather than some of them.
+    interruption while writing leaves none of the outputs rather than some of them. Several
+    renames are not one atomic step: with ``last_is_record`` (the last path describes the
+    others, e.g. a run manifest) an existing file there is removed before the first rename, so
+    an interruption between renames can leave new outputs beside old ones but never a record
+    that describes files it did not write.
     """
     with contextlib.ExitStack() as stack:
         temps: list[Path] = []
@@ -107,6 +113,8 @@ def atomic_outputs(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
             temps.append(tmp)
             stack.callback(_unlink_quietly, tmp)
         yield temps
+        if last_is_record and len(paths) > 1:
+            _unlink_quietly(Path(paths[-1]))
         for tmp, path in zip(temps, paths, strict=True):
             os.replace(tmp, path)
 

@@ -187,7 +187,7 @@ def run_solve(
             "sha256": digests["reference"], "ignore_geometry": request.ignore_geometry},
         "metrics": metrics,
     }
-    with atomic_outputs(list(paths.values())) as temps:  # all or nothing, manifest last
+    with atomic_outputs(list(paths.values()), last_is_record=True) as temps:  # manifest last
         tmp = dict(zip(paths, temps, strict=True))
         _write_images(tmp, output, problem.affine, problem.spatial_unit)
         t_end = time.perf_counter()

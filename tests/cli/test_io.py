@@ -338,3 +338,28 @@ def test_palette_png_is_read_as_grey_values(tmp_path):
     im.putpalette(palette.tolist())
     im.save(tmp_path / "p.png")
     np.testing.assert_array_equal(read_image(tmp_path / "p.png").data, grey)
+
+
+def test_an_interruption_between_renames_leaves_no_stale_record(tmp_path, monkeypatch):
+    """--overwrite over an earlier run: a crash after the first rename must not leave the old
+    manifest describing the new image."""
+    image, record = tmp_path / "a.npy", tmp_path / "a.npy.manifest.json"
+    image.write_bytes(b"old image")
+    record.write_bytes(b"old record")
+    real_replace = os.replace
+    calls = []
+
+    def replace_then_die(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_then_die)
+    with pytest.raises(KeyboardInterrupt), atomic_outputs([image, record],
+                                                          last_is_record=True) as (t1, t2):
+        t1.write_bytes(b"new image")
+        t2.write_bytes(b"new record")
+    assert image.read_bytes() == b"new image"
+    assert not record.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"]  # no temporary left
