@@ -26,6 +26,9 @@ def resample(
     method: Annotated[str, typer.Option(
         help="fourier (k-space crop/zero-pad: what an N x N acquisition would give), "
              "linear or cubic (anti-aliased interpolation).")] = "fourier",
+    slices: Annotated[str | None, typer.Option(
+        help="Only slices START:STOP along the slice axis (0-based, STOP excluded), "
+             "e.g. 80:88 for a quick trial on a few slices.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
     debug: Debug = False,
 ) -> None:
@@ -35,7 +38,7 @@ def resample(
 
     with user_errors(debug):
         r = resample_files(source, out, size=size, axis=axis, frame=frame, method=method,
-                           overwrite=overwrite)
+                           slices=slices, overwrite=overwrite)
     n_slices = 1 if r.axis is None else r.image.data.shape[r.axis]
     unit = r.image.spatial_unit or ("voxels" if r.image.affine is None else "(affine units)")
     console.print(f"wrote {out}: {n_slices} slice(s) of {size}x{size} ({method}), padded to "

@@ -98,13 +98,39 @@ def resample_slices(slices: np.ndarray, size: tuple[int, int], method: str) -> n
     return np.maximum(out, floor)
 
 
-def resample_image(image: Image, size: int, axis: int = 2, method: str = "fourier") -> Resampled:
+def parse_slices(text: str) -> tuple[int, int]:
+    """``"START:STOP"`` (0-based, ``STOP`` excluded, as Python slices) -> ``(START, STOP)``."""
+    start, colon, stop = text.partition(":")
+    try:
+        if not colon:
+            raise ValueError
+        return int(start), int(stop)
+    except ValueError:
+        raise ValueError(f"--slices must be START:STOP (0-based, STOP excluded, e.g. 80:88), "
+                         f"got {text!r}") from None
+
+
+def resample_image(
+    image: Image, size: int, axis: int = 2, method: str = "fourier",
+    slices: tuple[int, int] | None = None,
+) -> Resampled:
     """Pad the slices of ``image`` to a square field of view and resample them to
-    ``size x size`` (module doc); a 3D volume is sliced along ``axis``, whose length is kept."""
+    ``size x size`` (module doc); a 3D volume is sliced along ``axis``, whose length is kept,
+    or only ``slices = (start, stop)`` of it are (the affine moves the origin with them)."""
     _check_options(size, method)
     data = image.data
     ndim = data.ndim
     ax = check_axis(3, axis) if ndim == 3 else None
+    start = 0
+    if slices is not None:
+        if ax is None:
+            raise ValueError("--slices selects slices of a 3D volume; this image is 2D")
+        start, stop = slices
+        count = data.shape[ax]
+        if not 0 <= start < stop <= count:
+            raise ValueError(f"--slices {start}:{stop} is not a non-empty range within the "
+                             f"volume's {count} slices along axis {ax} (0:{count} is all)")
+        data = np.take(data, np.arange(start, stop), axis=ax)
     in_plane = [i for i in range(ndim) if i != ax]
     if image.affine is None:
         spacing = (1.0, 1.0)
@@ -123,6 +149,8 @@ def resample_image(image: Image, size: int, axis: int = 2, method: str = "fourie
     affine = None
     if image.affine is not None:
         offset = [0] * ndim
+        if ax is not None:
+            offset[ax] = -start  # new slice i is source slice start + i
         for i, (before, _) in zip(in_plane, pads, strict=True):
             offset[i] = before
         full_padded = list(data.shape)
@@ -151,6 +179,7 @@ def resample_files(
     axis: int = 2,
     frame: int | None = None,
     method: str = "fourier",
+    slices: str | None = None,
     overwrite: bool = False,
 ) -> Resampled:
     """Read ``source``, :func:`resample_image` it, write ``out`` (NIfTI, ``.npy`` or PNG).
@@ -158,10 +187,11 @@ def resample_files(
     The output is checked first: never the input, never an existing file without ``overwrite``.
     """
     _check_options(size, method)  # before reading a large volume
+    span = None if slices is None else parse_slices(slices)
     image_kind(out)
     check_outputs([out], [source], overwrite)
     image = read_image(source, frame=frame)
-    result = resample_image(image, size, axis, method)
+    result = resample_image(image, size, axis, method, span)
     if result.image.data.ndim == 3 and image_kind(out) == "png":
         raise ValueError(f"{out}: PNG holds 2D images; use .nii.gz or .npy")
     write_image(out, result.image.data, result.image.affine, result.image.spatial_unit)

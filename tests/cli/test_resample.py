@@ -143,3 +143,47 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(run, tmp_path, hr_nifti):
     assert out.read_bytes() == b"keep"
     assert run("resample", hr_nifti, "--out", out, "--overwrite", "--size", "8").exit_code == 0
     assert read_image(out).data.shape == (8, 8, 3)
+
+
+@pytest.mark.parametrize("axis", [0, 2])
+def test_slices_keep_their_world_positions(run, tmp_path, axis):
+    """--slices 2:4 gives source slices 2 and 3, at their world positions."""
+    affine = np.array([[0.0, -1.5, 0.0, 20.0], [1.5, 0.0, 0.0, -11.0],
+                       [0.0, 0.0, 1.5, 4.5], [0, 0, 0, 1.0]])  # square: nothing padded
+    shape = [20, 20, 20]
+    vol = np.zeros(shape, np.float32)
+    index = [slice(None)] * 3
+    for k in range(shape[axis]):
+        index[axis] = k
+        vol[tuple(index)] = 10.0 + k
+    src = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(vol, affine), src)
+    out = tmp_path / "s.nii.gz"
+    r = run("resample", src, "--out", out, "--size", "8", "--axis", axis, "--slices", "2:4")
+    assert r.exit_code == 0, r.output
+    got = read_image(out)
+    assert got.data.shape[axis] == 2
+    np.testing.assert_allclose(np.take(got.data, 0, axis=axis), 12.0, rtol=1e-5)
+    np.testing.assert_allclose(np.take(got.data, 1, axis=axis), 13.0, rtol=1e-5)
+    # in-plane, fourier keeps voxel n // 2 = 10 at m // 2 = 4; along the slice axis new slice
+    # 0 is source slice 2
+    centre_new = np.array([4.0, 4.0, 4.0, 1.0])
+    centre_new[axis] = 0
+    centre_old = np.array([10.0, 10.0, 10.0, 1.0])
+    centre_old[axis] = 2
+    np.testing.assert_allclose(got.affine @ centre_new, affine @ centre_old, atol=1e-9)
+
+
+def test_bad_slices_are_one_line_errors(run, tmp_path, hr_nifti):
+    out = tmp_path / "o.nii.gz"
+    assert_one_line_error(run("resample", hr_nifti, "--out", out, "--slices", "2"),
+                          "--slices must be START:STOP")
+    assert_one_line_error(run("resample", hr_nifti, "--out", out, "--slices", "2:2"),
+                          "within the volume's 3 slices along axis 2 (0:3 is all)")
+    assert_one_line_error(run("resample", hr_nifti, "--out", out, "--slices", "1:9"),
+                          "not a non-empty range")
+    png = tmp_path / "a.npy"
+    np.save(png, np.ones((6, 6), np.float32))
+    assert_one_line_error(run("resample", png, "--out", out, "--slices", "0:1"),
+                          "selects slices of a 3D volume")
+    assert not out.exists()
