@@ -18,7 +18,8 @@ EPILOG = (
 
 def resample(
     source: Annotated[Path, typer.Argument(help="Image or volume: NIfTI/PNG/.npy.")],
-    out: Annotated[Path, typer.Option(help="Output image (.nii.gz/.nii/.npy, or .png for 2D).")],
+    out: Annotated[Path, typer.Option(
+        help="Output image (.nii.gz/.nii/.npy; .png for 2D, scaled to 16 bits for viewing).")],
     size: Annotated[int, typer.Option(
         help="Output slices are SIZE x SIZE (the default prior's 128).")] = 128,
     axis: Annotated[int, typer.Option(help="Slice axis of 3D volumes (kept as it is).")] = 2,
@@ -36,11 +37,11 @@ def resample(
     positions kept (the affine is updated)."""
     from invdiff.pipeline.resample import resample_files
 
-    with user_errors(debug):
+    with user_errors(debug, "use a smaller --size or fewer --slices"):
         r = resample_files(source, out, size=size, axis=axis, frame=frame, method=method,
                            slices=slices, overwrite=overwrite)
     n_slices = 1 if r.axis is None else r.image.data.shape[r.axis]
-    unit = r.image.spatial_unit or ("voxels" if r.image.affine is None else "(affine units)")
+    unit = "voxels" if r.image.affine is None else r.image.spatial_unit or "(affine units)"
     console.print(f"wrote {out}: {n_slices} slice(s) of {size}x{size} ({method}), padded to "
                   f"{r.padded_shape[0]}x{r.padded_shape[1]} before resampling, pixels "
                   f"{r.pixel_size[0]:.4g} x {r.pixel_size[1]:.4g} {unit}")

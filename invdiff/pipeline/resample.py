@@ -2,9 +2,11 @@
 
 A prior models ``N x N`` slices (128x128 for the default prior) of a square field of view with
 square pixels. Scanner volumes are not: e.g. 197x233 voxels of 1 mm, or 0.9 x 1.2 mm voxels.
-:func:`resample_image` pads every slice with zeros (background) about its centre to a square
-field of view *in world units*, then resamples it to ``N x N``, and gives the affine that keeps
-every voxel at its world position (:mod:`invdiff.io.geometry`). The slice axis is not touched.
+:func:`resample_image` pads every slice about its centre to a square field of view *in world
+units* with the background (the median of the slices' outermost rows and columns: about 0 for
+magnitude images), then resamples it to ``N x N``, and gives the affine that keeps every voxel
+at its world position (:mod:`invdiff.io.geometry`). The slice axis is not touched. NIfTI files
+that declare no geometry (qform and sform codes 0), PNG and ``.npy`` are taken as square voxels.
 
 Methods:
 
@@ -16,8 +18,8 @@ Methods:
 * ``linear``, ``cubic``: ``skimage.transform.resize`` (order 1 or 3), Gaussian anti-aliasing when
   shrinking; the shipped training slices were made like ``linear`` (``scripts/build_dataset.py``).
 
-Values below ``min(0, source minimum)`` that the resampling creates (ringing of magnitude images)
-are clipped to it; the result is float32 in the source's intensity units.
+Values below ``min(background, source minimum)`` that the resampling creates (ringing of
+magnitude images) are clipped to it; the result is float32 in the source's intensity units.
 """
 
 from __future__ import annotations
@@ -98,6 +100,12 @@ def resample_slices(slices: np.ndarray, size: tuple[int, int], method: str) -> n
     return np.maximum(out, floor)
 
 
+def _border(slices: np.ndarray) -> np.ndarray:
+    """The outermost rows and columns of every slice."""
+    return np.concatenate([slices[:, 0].ravel(), slices[:, -1].ravel(),
+                           slices[:, :, 0].ravel(), slices[:, :, -1].ravel()])
+
+
 def parse_slices(text: str) -> tuple[int, int]:
     """``"START:STOP"`` (0-based, ``STOP`` excluded, as Python slices) -> ``(START, STOP)``."""
     start, colon, stop = text.partition(":")
@@ -117,7 +125,7 @@ def resample_image(
     """Pad the slices of ``image`` to a square field of view and resample them to
     ``size x size`` (module doc); a 3D volume is sliced along ``axis``, whose length is kept,
     or only ``slices = (start, stop)`` of it are (the affine moves the origin with them)."""
-    _check_options(size, method)
+    _check_options(size, method, axis)
     data = image.data
     ndim = data.ndim
     ax = check_axis(3, axis) if ndim == 3 else None
@@ -140,9 +148,16 @@ def resample_image(
         if min(spacing) <= 0:
             raise ValueError(f"the affine gives in-plane voxel sizes {spacing}; they must be > 0")
     slices = to_slices(data, ax)
+    if min(slices.shape[-2:]) < 2:
+        raise ValueError(f"slices along axis {ax} are {slices.shape[-2]}x{slices.shape[-1]} "
+                         "voxels; resampling needs at least 2x2 in-plane (check --axis)")
     pads = square_fov_padding(tuple(slices.shape[-2:]), spacing)
-    padded = np.pad(slices, [(0, 0), *pads])
-    result = resample_slices(padded, (size, size), method)
+    background = float(np.median(_border(slices)))  # ~0 for magnitude images
+    padded = np.pad(slices, [(0, 0), *pads], constant_values=background)
+    result = np.concatenate([  # about the background: ringing clipped at min(it, source min)
+        resample_slices(padded[i : i + CHUNK] - background, (size, size), method) + background
+        for i in range(0, padded.shape[0], CHUNK)
+    ])
     out = from_slices(result, ndim, ax).astype(np.float32)
     padded_shape = (padded.shape[-2], padded.shape[-1])
     pixel = (padded_shape[0] * spacing[0] / size, padded_shape[1] * spacing[1] / size)
@@ -164,11 +179,19 @@ def resample_image(
     )
 
 
-def _check_options(size: int, method: str) -> None:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 2:
-        raise ValueError(f"size must be an integer >= 2, got {size!r}")
+#: The largest ``size`` accepted (priors model far smaller images; a typo should not fill memory).
+MAX_SIZE = 2048
+#: Slices resampled at once (bounds the complex working arrays of large volumes).
+CHUNK = 16
+
+
+def _check_options(size: int, method: str, axis: int) -> None:
+    if isinstance(size, bool) or not isinstance(size, int) or not 2 <= size <= MAX_SIZE:
+        raise ValueError(f"size must be an integer from 2 to {MAX_SIZE}, got {size!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if not -3 <= axis < 3:
+        raise ValueError(f"slice axis must be 0, 1 or 2, got {axis}")
 
 
 def resample_files(
@@ -186,13 +209,13 @@ def resample_files(
 
     The output is checked first: never the input, never an existing file without ``overwrite``.
     """
-    _check_options(size, method)  # before reading a large volume
+    _check_options(size, method, axis)  # before reading a large volume
     span = None if slices is None else parse_slices(slices)
     image_kind(out)
     check_outputs([out], [source], overwrite)
     image = read_image(source, frame=frame)
-    result = resample_image(image, size, axis, method, span)
-    if result.image.data.ndim == 3 and image_kind(out) == "png":
+    if image.data.ndim == 3 and image_kind(out) == "png":
         raise ValueError(f"{out}: PNG holds 2D images; use .nii.gz or .npy")
+    result = resample_image(image, size, axis, method, span)
     write_image(out, result.image.data, result.image.affine, result.image.spatial_unit)
     return result

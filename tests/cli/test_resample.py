@@ -129,7 +129,7 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(run, tmp_path, hr_nifti):
     assert_one_line_error(run("resample", hr_nifti, "--out", out, "--method", "sinc"),
                           "method must be one of fourier, linear, cubic")
     assert_one_line_error(run("resample", hr_nifti, "--out", out, "--size", "1"),
-                          "size must be an integer >= 2")
+                          "size must be an integer from 2 to 2048")
     assert_one_line_error(run("resample", hr_nifti, "--out", tmp_path / "o.txt"),
                           "unknown image format")
     assert_one_line_error(run("resample", hr_nifti, "--out", tmp_path / "o.png"),
@@ -187,3 +187,28 @@ def test_bad_slices_are_one_line_errors(run, tmp_path, hr_nifti):
     assert_one_line_error(run("resample", png, "--out", out, "--slices", "0:1"),
                           "selects slices of a 3D volume")
     assert not out.exists()
+
+
+def test_review_findings_are_one_line_errors(run, tmp_path, hr_nifti):
+    out = tmp_path / "o.npy"
+    image2d = tmp_path / "a.npy"
+    np.save(image2d, np.ones((6, 6), np.float32))
+    assert_one_line_error(run("resample", image2d, "--out", out, "--axis", "5"),
+                          "slice axis must be 0, 1 or 2")
+    assert_one_line_error(run("resample", hr_nifti, "--out", out, "--size", "9000"),
+                          "from 2 to 2048")
+    thin = tmp_path / "thin.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((20, 24, 1), np.float32), np.eye(4)), thin)
+    assert_one_line_error(run("resample", thin, "--out", out, "--axis", "0"),
+                          "24x1 voxels", "check --axis")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_negative_background_is_padded_with_itself(method):
+    """CT-like or offset images: padding uses the border's median, not 0 (no bright frame)."""
+    data = np.full((40, 20), -1000.0)
+    data[10:30, 5:15] = 40.0
+    out = resample_image(Image(data), 32, method=method).image.data
+    assert out[:, :4].max() < -980  # the padded band (ringing of the edge; zeros would be ~0)
+    assert out.min() >= -1000.0
