@@ -38,6 +38,7 @@ import torch
 from skimage.transform import resize
 
 from invdiff.intensity import robust_scale, to_prior_range
+from invdiff.pipeline.resample import resample_slices
 
 SIZE = 128
 MIN_FILL = 0.15
@@ -71,23 +72,34 @@ def load_ras(path_or_img) -> nib.Nifti1Image:
     return nib.as_closest_canonical(img)
 
 
-def square_resize(sl: np.ndarray, size: int = SIZE, background: float = -1.0) -> np.ndarray:
-    """Pad a 2D slice to a square about its centre with ``background``, then resize to ``size``."""
+def square_resize(sl: np.ndarray, size: int = SIZE, background: float = -1.0,
+                  method: str = "linear") -> np.ndarray:
+    """Pad a 2D slice to a square about its centre with ``background``, then resize to ``size``.
+
+    ``linear``: anti-aliased bilinear (``skimage``; what the shipped ``brain128.npz`` uses).
+    ``fourier``: centred k-space crop/zero-pad (:mod:`invdiff.pipeline.resample`), the spectrum
+    of an MR acquisition of ``size x size`` with the same field of view; ringing is clipped to
+    the prior's range [-1, 1].
+    """
     h, w = sl.shape
     n = max(h, w)
     out = np.full((n, n), background, sl.dtype)
     out[(n - h) // 2 : (n - h) // 2 + h, (n - w) // 2 : (n - w) // 2 + w] = sl
+    if method == "fourier":
+        shifted = (out - background)[None].astype(np.float64)  # background 0: padding is zeros
+        res = resample_slices(shifted, (size, size), "fourier")[0] + background
+        return np.clip(res, -1.0, 1.0)
     return resize(out, (size, size), order=1, anti_aliasing=n > size, preserve_range=True)
 
 
-def slices(vol: np.ndarray, axis: int, step: int) -> list[np.ndarray]:
+def slices(vol: np.ndarray, axis: int, step: int, method: str = "linear") -> list[np.ndarray]:
     """Display-oriented 2D slices of a RAS volume along ``axis`` (0 sag., 1 cor., 2 axial)."""
     out = []
     for k in range(0, vol.shape[axis], step):
         sl = np.take(vol, k, axis=axis)
         sl = np.flipud(sl.T)  # superior / anterior at the top
         if (sl > -0.8).mean() >= MIN_FILL:  # -0.8 in prior range == 10 % of the scale
-            out.append(square_resize(sl))
+            out.append(square_resize(sl, method=method))
     return out
 
 
@@ -128,6 +140,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("invdiff/data"))
     ap.add_argument("--step", type=int, default=3, help="take every STEP-th training slice")
     ap.add_argument("--slab", type=int, default=8, help="axial slices in validation_slab.nii.gz")
+    ap.add_argument("--resample", choices=("linear", "fourier"), default="linear",
+                    help="in-plane resampling of the npz slices (linear: the shipped brain128.npz; "
+                         "fourier: k-space crop/pad, for brain128-fourier.npz); the slab is "
+                         "always made as shipped")
+    ap.add_argument("--name", default="brain128.npz", help="file name of the npz written")
     args = ap.parse_args()
     from nilearn.datasets import load_mni152_template
 
@@ -140,15 +157,15 @@ def main() -> None:
         for name, img in vols.items():
             vol = normalise(img.get_fdata(dtype=np.float32))
             if name.startswith("validation"):
-                val = slices(vol, axis=2, step=1)
+                val = slices(vol, axis=2, step=1, method=args.resample)
                 continue
             for axis in (0, 1, 2):
-                s = slices(vol, axis, args.step)
+                s = slices(vol, axis, args.step, method=args.resample)
                 train += s
                 names += [f"{name}/axis{axis}"] * len(s)
             print(f"{name}: {len(train)} training slices so far")
         np.savez_compressed(
-            args.out / "brain128.npz",
+            args.out / args.name,
             train=np.stack(train).astype(np.float16),
             val=np.stack(val).astype(np.float16),
             train_source=np.array(names),
