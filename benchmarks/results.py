@@ -49,6 +49,9 @@ def main() -> None:
                     help="also report the mean of this many samples (drawn once, the first "
                          "--samples of them are the mean-of---samples row)")
     ap.add_argument("--slices", type=int, nargs=2, default=(0, 8), help="slab slices [start, stop)")
+    ap.add_argument("--reference", type=Path, default=None,
+                    help="another reference volume on the prior's grid (axial slices along axis "
+                         "2), e.g. from benchmarks/reference_slabs.py; default: the shipped slab")
     ap.add_argument("--factors", type=int, nargs="+", default=(32, 64))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--methods", default=",".join((*BASELINES, *DIFFUSION)),
@@ -72,7 +75,7 @@ def main() -> None:
             with torch.no_grad():
                 prior.eps(x, torch.full((batch,), 0.5, device=args.device))
         torch.cuda.synchronize(args.device)
-    image = validation_volume(tuple(args.slices))
+    image = validation_volume(tuple(args.slices), args.reference)
     reference = to_slices(image.data.astype("float32"), 2)
     base = SolveConfig(prior=args.prior, steps=args.steps, seed=args.seed, device=args.device,
                        batch=reference.shape[0], samples=1)

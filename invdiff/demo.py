@@ -93,12 +93,18 @@ class MethodRun:
                 "s_per_slice": round(self.seconds_per_slice, 2), "nfe": self.nfe}
 
 
-def validation_volume(slices: tuple[int, int] = DEMO_SLICES) -> Image:
-    """Axial slices ``[start, stop)`` of the shipped validation slab, with their affine."""
-    path = resources.files("invdiff") / "data" / VALIDATION_SLAB
-    with resources.as_file(path) as p:
-        image = read_image(p)
+def validation_volume(slices: tuple[int, int] = DEMO_SLICES, path: Path | None = None) -> Image:
+    """Axial slices ``[start, stop)`` of the shipped validation slab (or of the volume at
+    ``path``), with their affine."""
+    if path is None:
+        with resources.as_file(resources.files("invdiff") / "data" / VALIDATION_SLAB) as p:
+            image = read_image(p)
+    else:
+        image = read_image(path)
     start, stop = slices
+    if image.data.ndim != 3 or not 0 <= start < stop <= image.data.shape[2]:
+        raise ValueError(f"slices {start}:{stop} are not within the axial slices of a 3D "
+                         f"volume of shape {image.data.shape}")
     shift = np.eye(4)
     shift[2, 3] = start
     return dataclasses.replace(image, data=image.data[:, :, start:stop],

@@ -91,3 +91,18 @@ def test_demo_settings_are_checked_before_anything_is_written(tmp_path, extra, m
     assert result.stderr.strip() == f"error: {message}" or message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_validation_volume_reads_another_reference(tmp_path):
+    """benchmarks/results.py --reference: the slices and affine of any axial volume."""
+    from invdiff.io import write_image
+
+    shipped = validation_volume((2, 5))
+    path = tmp_path / "ref.nii.gz"
+    full = validation_volume((0, 8))
+    write_image(path, full.data, full.affine, "mm")
+    other = validation_volume((2, 5), path)
+    np.testing.assert_allclose(other.data, shipped.data)
+    np.testing.assert_allclose(other.affine, shipped.affine)
+    with pytest.raises(ValueError, match="not within the axial slices"):
+        validation_volume((6, 9), path)
