@@ -20,6 +20,7 @@ import torch
 
 from invdiff.config import SolveConfig
 from invdiff.io import (
+    Measurement,
     atomic_outputs,
     check_outputs,
     image_kind,
@@ -137,6 +138,11 @@ def run_solve(
     frame_is_reference = request.reference is not None and is_measurement_file(request.input)
     loaded = read_input(  # bad input is reported before (whatever) the prior
         request.input, dataclasses.replace(cfg, frame=None) if frame_is_reference else cfg)
+    # files the operator spec names (masks, coil maps): hashed and checked before the prior loads
+    spec = loaded.operator if isinstance(loaded, Measurement) else cfg.operator
+    op_files = operator_files(spec) if spec else {}
+    if request.expected_operator_files is not None:
+        check_operator_files(op_files, request.expected_operator_files)
     t_prior = time.perf_counter()
     prior = resolve_prior(cfg.prior, cfg.device)
     c, ph, pw = prior.image_shape
@@ -145,9 +151,6 @@ def run_solve(
     t_load = time.perf_counter()
     problem = load_problem(request.input, cfg, (ph, pw), loaded)
     check_measurement_fit(problem, cfg.phase)
-    op_files = operator_files(problem.operator)
-    if request.expected_operator_files is not None:
-        check_operator_files(op_files, request.expected_operator_files)
     if problem.ndim == 3 and image_kind(request.out) == "png":
         raise ValueError(f"output {request.out}: PNG holds 2D images; use .nii.gz or .npy")
     reference = _reference(request, problem, cfg.frame)  # before solving

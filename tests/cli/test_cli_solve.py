@@ -391,9 +391,11 @@ def test_spatial_unit_is_carried_to_every_nifti_output(run, tiny_prior, tmp_path
     assert r.exit_code == 0 and nib.load(po).header.get_xyzt_units()[0] == "unknown"
 
 
-def test_manifest_records_and_checks_the_operator_files(run, hr_nifti, tiny_prior, tmp_path):
+def test_manifest_records_and_checks_the_operator_files(run, hr_nifti, tiny_prior, tmp_path,
+                                                        monkeypatch):
     """A mask named by the operator spec is part of the run: recorded with its SHA-256, and a
-    re-run from the manifest refuses a changed mask instead of silently using it."""
+    re-run from the manifest refuses a changed mask instead of silently using it (before the
+    prior is loaded)."""
     mask = tmp_path / "mask.npy"
     rows = np.zeros((16, 16), dtype=bool)
     rows[::2] = True
@@ -413,6 +415,11 @@ def test_manifest_records_and_checks_the_operator_files(run, hr_nifti, tiny_prio
     assert again.exit_code == 0, again.output
     rows[3] = True
     np.save(mask, rows)
+
+    def no_prior(*_, **__):
+        raise AssertionError("the prior was loaded before the operator files were checked")
+
+    monkeypatch.setattr("invdiff.priors.registry.resolve_prior", no_prior)
     r = run("solve", "--manifest", f"{first}.manifest.json", "--out", tmp_path / "c.npy",
             "--quiet")
     assert r.exit_code == 2 and f"operator file {mask.resolve()} has changed" in r.stderr
