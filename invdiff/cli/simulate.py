@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from invdiff.cli.common import Debug, console, user_errors
+from invdiff.cli.common import Debug, console, note, user_errors
 
 EPILOG = (
     "Example: invdiff simulate hr.nii.gz --operator kcrop:32 --noise-sigma 0.5 --out meas.npz\n\n"
@@ -43,3 +43,18 @@ def simulate(
                   f"{m.image_shape[0]}x{m.image_shape[1]}, measurement shape "
                   f"{tuple(m.kspace.shape[1:])}, noise sigma {m.noise_sigma:g}"
                   + (f"; and {lowres_out}" if lowres_out is not None else ""))
+    size = _default_prior_size()
+    if size is not None and tuple(m.image_shape) != (size, size):
+        note(f"note: the default prior models {size}x{size} slices, so `invdiff solve` with it "
+             f"refuses slices of {m.image_shape[0]}x{m.image_shape[1]}; put the volume on its "
+             f"grid first: invdiff resample {hr_input} --size {size} --out HR.nii.gz")
+
+
+def _default_prior_size() -> int | None:
+    """The default prior's image side, read from its file's metadata (no weights loaded)."""
+    from invdiff.priors.checkpoint import read_checkpoint_info
+    from invdiff.priors.default import DEFAULT_WEIGHTS
+
+    if not DEFAULT_WEIGHTS.is_file():
+        return None
+    return int(read_checkpoint_info(DEFAULT_WEIGHTS)["config"].image_size)

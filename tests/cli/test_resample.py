@@ -104,6 +104,8 @@ def test_cli_writes_a_volume_that_simulate_and_solve_accept(run, tmp_path, tiny_
 
     r = run("simulate", src, "--operator", "kcrop:8", "--out", tmp_path / "raw.npz")
     assert r.exit_code == 0, r.output
+    assert "note: the default prior models 128x128 slices" in r.stderr
+    assert "invdiff resample" in r.stderr
     r = run("solve", tmp_path / "raw.npz", "--prior", tiny_prior, "--out", tmp_path / "x.nii.gz")
     assert_one_line_error(r, "16x16", "invdiff resample HR --size 16")
 
@@ -115,7 +117,7 @@ def test_cli_writes_a_volume_that_simulate_and_solve_accept(run, tmp_path, tiny_
     np.testing.assert_allclose(np.diag(hr16.affine)[:3], [26 / 16, 26 / 16, 2.0])
     r = run("simulate", tmp_path / "hr16.nii.gz", "--operator", "kcrop:8",
             "--out", tmp_path / "meas.npz")
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 0, r.output  # (16x16: the default prior's note, not this prior's)
     r = run("solve", tmp_path / "meas.npz", "--prior", tiny_prior, "--steps", "2",
             "--samples", "1", "--reference", tmp_path / "hr16.nii.gz",
             "--out", tmp_path / "rec.nii.gz", "--quiet")
@@ -212,3 +214,11 @@ def test_a_negative_background_is_padded_with_itself(method):
     out = resample_image(Image(data), 32, method=method).image.data
     assert out[:, :4].max() < -980  # the padded band (ringing of the edge; zeros would be ~0)
     assert out.min() >= -1000.0
+
+
+def test_simulate_on_the_default_prior_grid_prints_no_note(run, tmp_path):
+    image = tmp_path / "x.npy"
+    np.save(image, _blob((128, 128), (60.0, 64.0), width=20.0).astype(np.float32) + 1)
+    r = run("simulate", image, "--operator", "kcrop:32", "--out", tmp_path / "m.npz")
+    assert r.exit_code == 0, r.output
+    assert "note:" not in r.stderr
