@@ -100,10 +100,10 @@ def resample_slices(slices: np.ndarray, size: tuple[int, int], method: str) -> n
     return np.maximum(out, floor)
 
 
-def _border(slices: np.ndarray) -> np.ndarray:
-    """The outermost rows and columns of every slice."""
-    return np.concatenate([slices[:, 0].ravel(), slices[:, -1].ravel(),
-                           slices[:, :, 0].ravel(), slices[:, :, -1].ravel()])
+def _border(stack: np.ndarray) -> np.ndarray:
+    """The outermost rows and columns of every slice of an ``(S, H, W)`` stack."""
+    return np.concatenate([stack[:, 0].ravel(), stack[:, -1].ravel(),
+                           stack[:, :, 0].ravel(), stack[:, :, -1].ravel()])
 
 
 def parse_slices(text: str) -> tuple[int, int]:
@@ -147,13 +147,13 @@ def resample_image(
         spacing = (float(sizes[in_plane[0]]), float(sizes[in_plane[1]]))
         if min(spacing) <= 0:
             raise ValueError(f"the affine gives in-plane voxel sizes {spacing}; they must be > 0")
-    slices = to_slices(data, ax)
-    if min(slices.shape[-2:]) < 2:
-        raise ValueError(f"slices along axis {ax} are {slices.shape[-2]}x{slices.shape[-1]} "
+    stack = to_slices(data, ax)
+    if min(stack.shape[-2:]) < 2:
+        raise ValueError(f"slices along axis {ax} are {stack.shape[-2]}x{stack.shape[-1]} "
                          "voxels; resampling needs at least 2x2 in-plane (check --axis)")
-    pads = square_fov_padding(tuple(slices.shape[-2:]), spacing)
-    background = float(np.median(_border(slices)))  # ~0 for magnitude images
-    padded = np.pad(slices, [(0, 0), *pads], constant_values=background)
+    pads = square_fov_padding(tuple(stack.shape[-2:]), spacing)
+    background = float(np.median(_border(stack)))  # ~0 for magnitude images
+    padded = np.pad(stack, [(0, 0), *pads], constant_values=background)
     result = np.concatenate([  # about the background: ringing clipped at min(it, source min)
         resample_slices(padded[i : i + CHUNK] - background, (size, size), method) + background
         for i in range(0, padded.shape[0], CHUNK)
