@@ -55,8 +55,9 @@ def test_reports_are_one_line_each(run, hr_nifti, tiny_prior, tmp_path):
     meas, lr = deep / "measurement-of-the-volume.npz", deep / "lowres-image-of-the-volume.nii.gz"
     r = run("simulate", hr_nifti, "--operator", "kcrop:8", "--out", meas, "--lowres-out", lr)
     assert r.exit_code == 0, r.output
-    (line,) = r.stderr.strip().splitlines()
+    line, note = r.stderr.strip().splitlines()  # 16x16 slices: the default prior's size note
     assert line.startswith(f"wrote {meas}:") and line.endswith(f"; and {lr}")
+    assert note.startswith("note: the default prior models 128x128 slices")
     rec = deep / "reconstruction-of-the-volume.nii.gz"
     r = run("solve", meas, "--prior", tiny_prior, "--out", rec, "--reference", hr_nifti, *FAST)
     assert r.exit_code == 0, r.output
