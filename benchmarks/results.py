@@ -75,7 +75,10 @@ def main() -> None:
             with torch.no_grad():
                 prior.eps(x, torch.full((batch,), 0.5, device=args.device))
         torch.cuda.synchronize(args.device)
-    image = validation_volume(tuple(args.slices), args.reference)
+    try:
+        image = validation_volume(tuple(args.slices), args.reference)
+    except (OSError, ValueError) as exc:
+        ap.error(f"--reference/--slices: {exc}")
     reference = to_slices(image.data.astype("float32"), 2)
     base = SolveConfig(prior=args.prior, steps=args.steps, seed=args.seed, device=args.device,
                        batch=reference.shape[0], samples=1)

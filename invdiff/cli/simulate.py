@@ -45,9 +45,11 @@ def simulate(
                   + (f"; and {lowres_out}" if lowres_out is not None else ""))
     size = _default_prior_size()
     if size is not None and tuple(m.image_shape) != (size, size):
+        where = (f" --axis {axis}" if m.axis is not None and m.axis != 2 else "") + (
+            f" --frame {frame}" if frame is not None else "")
         note(f"note: the default prior models {size}x{size} slices, so `invdiff solve` with it "
              f"refuses slices of {m.image_shape[0]}x{m.image_shape[1]}; put the volume on its "
-             f"grid first: invdiff resample {hr_input} --size {size} --out HR.nii.gz")
+             f"grid first: invdiff resample {hr_input} --size {size}{where} --out HR.nii.gz")
 
 
 def _default_prior_size() -> int | None:
@@ -55,6 +57,7 @@ def _default_prior_size() -> int | None:
     from invdiff.priors.checkpoint import read_checkpoint_info
     from invdiff.priors.default import DEFAULT_WEIGHTS
 
-    if not DEFAULT_WEIGHTS.is_file():
+    try:  # the note is optional: an unreadable weights file must not fail a written simulate
+        return int(read_checkpoint_info(DEFAULT_WEIGHTS)["config"].image_size)
+    except Exception:  # noqa: BLE001
         return None
-    return int(read_checkpoint_info(DEFAULT_WEIGHTS)["config"].image_size)

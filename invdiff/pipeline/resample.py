@@ -79,8 +79,11 @@ def square_fov_padding(
     return pads
 
 
-def resample_slices(slices: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
-    """Resample ``(S, h, w)`` real slices to ``(S, *size)`` by ``method`` (see module doc)."""
+def resample_slices(
+    slices: np.ndarray, size: tuple[int, int], method: str, floor: float | None = None
+) -> np.ndarray:
+    """Resample ``(S, h, w)`` real slices to ``(S, *size)`` by ``method`` (see module doc);
+    values below ``floor`` (default ``min(0, slices.min())``) are clipped to it."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     data = np.asarray(slices, dtype=np.float64)
@@ -96,8 +99,7 @@ def resample_slices(slices: np.ndarray, size: tuple[int, int], method: str) -> n
         order = 1 if method == "linear" else 3
         out = np.stack([resize(s, size, order=order, preserve_range=True, mode="edge",
                                anti_aliasing=size[0] < h or size[1] < w) for s in data])
-    floor = min(0.0, float(data.min()))
-    return np.maximum(out, floor)
+    return np.maximum(out, min(0.0, float(data.min())) if floor is None else floor)
 
 
 def _border(stack: np.ndarray) -> np.ndarray:
@@ -154,8 +156,10 @@ def resample_image(
     pads = square_fov_padding(tuple(stack.shape[-2:]), spacing)
     background = float(np.median(_border(stack)))  # ~0 for magnitude images
     padded = np.pad(stack, [(0, 0), *pads], constant_values=background)
+    floor = min(0.0, float(stack.min()) - background)  # one floor for every chunk
     result = np.concatenate([  # about the background: ringing clipped at min(it, source min)
-        resample_slices(padded[i : i + CHUNK] - background, (size, size), method) + background
+        resample_slices(padded[i : i + CHUNK] - background, (size, size), method, floor)
+        + background
         for i in range(0, padded.shape[0], CHUNK)
     ])
     out = from_slices(result, ndim, ax).astype(np.float32)

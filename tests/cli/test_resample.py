@@ -222,3 +222,22 @@ def test_simulate_on_the_default_prior_grid_prints_no_note(run, tmp_path):
     r = run("simulate", image, "--operator", "kcrop:32", "--out", tmp_path / "m.npz")
     assert r.exit_code == 0, r.output
     assert "note:" not in r.stderr
+
+
+def test_the_clipping_floor_is_the_whole_sources_not_a_chunks():
+    """Slices are resampled 16 at a time; equal slices come out equal in every chunk."""
+    square = np.zeros((20, 40, 40))
+    square[:, 10:30, 10:30] = 100.0
+    square[0, 0, 0] = -50.0  # the source minimum, in the first chunk only
+    out = resample_image(Image(square), 24, axis=0, method="fourier").image.data
+    np.testing.assert_array_equal(out[1], out[19])
+    assert out.min() >= -50.0
+
+
+def test_simulate_note_names_the_slice_axis(run, tmp_path):
+    vol = np.stack([_blob((16, 16), (8.0, 8.0)) + 1] * 4, axis=0).astype(np.float32)
+    src = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), src)
+    r = run("simulate", src, "--operator", "kcrop:4", "--axis", "0", "--out", tmp_path / "m.npz")
+    assert r.exit_code == 0, r.output
+    assert "--size 128 --axis 0 --out" in r.stderr
