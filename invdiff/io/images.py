@@ -36,12 +36,16 @@ class Image:
         kind: ``"nifti"``, ``"png"`` or ``"npy"``, the format it was read from.
         spatial_unit: the NIfTI header's unit of the affine (``"mm"``, ``"meter"``,
             ``"micron"``), ``None`` when unknown or not NIfTI.
+        xform_code: the NIfTI code of the space the affine maps to (sform code, else qform
+            code: 1 scanner, 2 aligned, 3 Talairach, 4 MNI152, ...), ``None`` when not NIfTI or
+            without an affine.
     """
 
     data: np.ndarray
     affine: np.ndarray | None = None
     kind: str = "npy"
     spatial_unit: str | None = None
+    xform_code: int | None = None
 
 
 #: NIfTI ``xyzt_units`` spatial codes and their names (as nibabel spells them)
@@ -93,9 +97,9 @@ def read_image(
     if not path.is_file():
         raise FileNotFoundError(f"input {path} does not exist")
     kind = image_kind(path)
-    affine, unit = None, None
+    affine, unit, code = None, None, None
     if kind == "nifti":
-        data, affine, unit = _read_nifti(path)
+        data, affine, unit, code = _read_nifti(path)
     elif kind == "png":
         data = read_png(path)
     else:
@@ -105,10 +109,10 @@ def read_image(
         frame = None
     data = _select_frame(data, frame, path)
     return Image(data=_validated(data, path, allow_zero), affine=affine, kind=kind,
-                 spatial_unit=unit)
+                 spatial_unit=unit, xform_code=code)
 
 
-def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, str | None]:
+def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray | None, str | None, int | None]:
     import nibabel as nib
 
     try:
@@ -123,8 +127,9 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, str | None]:
     if int(header["qform_code"]) == 0 and int(header["sform_code"]) == 0:
         # NIfTI "method 1": no orientation or position is declared (what write_image writes for
         # an image without an affine); treated like a .npy array rather than with nibabel's guess
-        return data, None, _spatial_unit(header)
-    return data, np.asarray(img.affine, dtype=np.float64), _spatial_unit(header)
+        return data, None, _spatial_unit(header), None
+    code = int(header["sform_code"]) or int(header["qform_code"])  # nibabel's affine: sform first
+    return data, np.asarray(img.affine, dtype=np.float64), _spatial_unit(header), code
 
 
 def _spatial_unit(header) -> str | None:
@@ -219,13 +224,15 @@ def write_image(
     data: np.ndarray,
     affine: np.ndarray | None = None,
     spatial_unit: str | None = None,
+    xform_code: int | None = None,
 ) -> None:
     """Write ``data`` atomically to ``path`` in the format its extension names.
 
-    NIfTI is written as float32 with ``affine`` as both qform and sform (code 1; when ``None``,
-    identity voxel sizes with codes 0: no geometry declared, and :func:`read_image` reads it back
-    as ``None``), and ``spatial_unit`` (one of :data:`SPATIAL_UNITS`; ``None``: unknown) as the
-    header's unit.
+    NIfTI is written as float32 with ``affine`` as both qform and sform (code ``xform_code``,
+    e.g. a source's 4 = MNI152; 1 = scanner when ``None`` or not a NIfTI space code 1-5; when
+    ``affine`` is ``None``, identity voxel sizes with codes 0: no geometry declared, and
+    :func:`read_image` reads it back as ``None``), and ``spatial_unit`` (one of
+    :data:`SPATIAL_UNITS`; ``None``: unknown) as the header's unit.
     ``.npy`` keeps the dtype. PNG (2D only) is 16-bit grayscale, linearly scaled so that the
     image's maximum is 65535 and negative values clip to 0: PNG is for viewing, not for numbers.
     """
@@ -237,7 +244,8 @@ def write_image(
 
         aff = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
         img = nib.Nifti1Image(data.astype(np.float32), aff)
-        code = 0 if affine is None else 1  # 0: no geometry declared (read back as None)
+        # 0: no geometry declared (read back as None); else the source's space, default scanner
+        code = 0 if affine is None else (xform_code if xform_code in range(1, 6) else 1)
         img.set_qform(aff, code=code)
         img.set_sform(aff, code=code)
         if spatial_unit is not None:

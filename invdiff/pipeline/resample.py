@@ -178,7 +178,8 @@ def resample_image(
         affine = resampled_affine(shifted_affine(image.affine, offset), full_padded, out.shape,
                                   "fourier" if method == "fourier" else "edges")
     return Resampled(
-        image=Image(data=out, affine=affine, kind=image.kind, spatial_unit=image.spatial_unit),
+        image=Image(data=out, affine=affine, kind=image.kind, spatial_unit=image.spatial_unit,
+                    xform_code=image.xform_code),
         padded_shape=padded_shape, pixel_size=pixel, axis=ax,
     )
 
@@ -221,5 +222,6 @@ def resample_files(
     if image.data.ndim == 3 and image_kind(out) == "png":
         raise ValueError(f"{out}: PNG holds 2D images; use .nii.gz or .npy")
     result = resample_image(image, size, axis, method, span)
-    write_image(out, result.image.data, result.image.affine, result.image.spatial_unit)
+    write_image(out, result.image.data, result.image.affine, result.image.spatial_unit,
+                result.image.xform_code)
     return result

@@ -241,3 +241,17 @@ def test_simulate_note_names_the_slice_axis(run, tmp_path):
     r = run("simulate", src, "--operator", "kcrop:4", "--axis", "0", "--out", tmp_path / "m.npz")
     assert r.exit_code == 0, r.output
     assert "--size 128 --axis 0 --out" in r.stderr
+
+
+def test_the_sources_nifti_space_code_is_kept(run, tmp_path):
+    """An MNI-space volume (sform code 4) stays labelled MNI152, not 'scanner'."""
+    img = nib.Nifti1Image(np.stack([_blob((20, 20), (10.0, 10.0)) + 1] * 2, -1).astype(
+        np.float32), np.diag([1.0, 1.0, 2.0, 1.0]))
+    img.set_sform(img.affine, code=4)
+    img.set_qform(img.affine, code=4)
+    nib.save(img, tmp_path / "mni.nii.gz")
+    r = run("resample", tmp_path / "mni.nii.gz", "--out", tmp_path / "o.nii.gz", "--size", "8")
+    assert r.exit_code == 0, r.output
+    header = nib.load(tmp_path / "o.nii.gz").header
+    assert int(header["sform_code"]) == int(header["qform_code"]) == 4
+    assert read_image(tmp_path / "o.nii.gz").xform_code == 4
