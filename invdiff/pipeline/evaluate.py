@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from invdiff.io import read_image
+from invdiff.io.geometry import voxel_sizes
 from invdiff.metrics import Metrics, auto_mask, evaluate
 
 #: Two grids are the same when no voxel centre moves by more than this fraction of the smallest
@@ -58,7 +59,7 @@ def check_same_grid(
     corners = np.vstack([corners, np.ones(corners.shape[1])])
     world_a, world_b = (a @ corners)[:3], (b @ corners)[:3]
     distance = float(np.max(np.linalg.norm(world_a - world_b, axis=0)))
-    zooms_a, zooms_b = np.linalg.norm(a[:3, :3], axis=0), np.linalg.norm(b[:3, :3], axis=0)
+    zooms_a, zooms_b = voxel_sizes(a), voxel_sizes(b)
     spread = [i for i in range(3) if dims[i] > 1] or [0]  # a single slice's thickness is moot
     tol = (GRID_TOLERANCE * float(min(zooms_a[spread].min(), zooms_b[spread].min()))
            + COORDINATE_RTOL * float(max(np.abs(world_a).max(), np.abs(world_b).max())))

@@ -31,7 +31,7 @@ from invdiff.io import (
     read_measurement,
     resampled_affine,
 )
-from invdiff.io.geometry import check_axis, to_slices
+from invdiff.io.geometry import check_axis, to_slices, voxel_sizes
 from invdiff.io.measurement import lowres_to_kspace
 from invdiff.operators import from_spec
 from invdiff.operators.base import LinearOperator
@@ -292,7 +292,7 @@ def _check_pixel_aspect(image: Image, axis: int | None, small: tuple[int, int],
     if image.affine is None:
         sizes = np.ones(2)
     else:
-        sizes = np.linalg.norm(np.asarray(image.affine)[:3, in_plane], axis=0)
+        sizes = voxel_sizes(image.affine)[in_plane]
     out = sizes * np.asarray(small) / np.asarray(big)
     aspect = float(out.max() / out.min())
     unit = f" {image.spatial_unit}" if image.spatial_unit else ""
