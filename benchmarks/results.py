@@ -9,6 +9,9 @@ K: a closer estimate of the posterior mean), ddnm, dps and diffpir, all through
 markdown and CSV, and writes the figures.
 
     python benchmarks/results.py --prior default --steps 50 --out docs/results
+
+``--posterior diffpir`` draws the sample and mean rows with another solver instead of kspace-mix
+(then run alone, e.g. ``--methods zero-fill``), ``--option zeta=1`` sets its options.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from invdiff.allocator import keep_freed_memory
-from invdiff.config import SolveConfig
+from invdiff.config import SolveConfig, parse_option_pairs
 from invdiff.demo import (
     MethodRun,
     posterior_runs,
@@ -45,6 +48,10 @@ def main() -> None:
     ap.add_argument("--prior", default="default")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--samples", type=int, default=4)
+    ap.add_argument("--posterior", default="kspace-mix", choices=("kspace-mix", *DIFFUSION),
+                    help="the solver whose one-sample and mean-of-samples rows are drawn")
+    ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an option of the --posterior solver (repeatable), as invdiff solve's")
     ap.add_argument("--more-samples", type=int, default=0,
                     help="also report the mean of this many samples (drawn once, the first "
                          "--samples of them are the mean-of---samples row)")
@@ -55,7 +62,7 @@ def main() -> None:
     ap.add_argument("--factors", type=int, nargs="+", default=(32, 64))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--methods", default=",".join((*BASELINES, *DIFFUSION)),
-                    help="baselines and other solvers to run besides kspace-mix (always run), "
+                    help="baselines and other solvers to run besides --posterior (always run), "
                          "comma-separated; e.g. zero-fill for a quick kspace-mix check")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", type=Path, default=Path("docs/results"))
@@ -64,6 +71,10 @@ def main() -> None:
     unknown = sorted(set(methods) - {*BASELINES, *DIFFUSION})
     if unknown:
         ap.error(f"unknown --methods {unknown}; choose from {', '.join((*BASELINES, *DIFFUSION))}")
+    try:
+        options = parse_option_pairs(args.option)
+    except ValueError as exc:
+        ap.error(str(exc))
     keep_freed_memory()  # as the invdiff command does (invdiff.allocator)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -89,26 +100,26 @@ def main() -> None:
         for name in (m for m in BASELINES if m in methods):
             runs.append(run_method(problem, prior, name, base, n, name))
         drawn = max(args.samples, args.more_samples)
-        one, post = posterior_runs(
-            problem, prior, dataclasses.replace(base, solver="kspace-mix", samples=drawn), n)
+        config = dataclasses.replace(base, solver=args.posterior, samples=drawn, options=options)
+        one, post = posterior_runs(problem, prior, config, n)
         if drawn > args.samples:
             more, post = post, first_samples(post, args.samples)
             runs += [one, post, more]
         else:
             runs += [one, post]
-        for name in (m for m in DIFFUSION if m in methods):
+        for name in (m for m in DIFFUSION if m in methods and m != args.posterior):
             t0 = time.perf_counter()
             runs.append(run_method(problem, prior, name, dataclasses.replace(base, solver=name),
                                    n, name))
             print(f"{name} at kcrop:{n}: {time.perf_counter() - t0:.1f} s", flush=True)
         rows += [r.row(reference) for r in runs]
         shown = {r.method: r.mean[::2] for r in runs if r.method in
-                 ("zero-fill", "bicubic", "cs-wavelet", "kspace-mix (1 sample)", post.method)}
+                 ("zero-fill", "bicubic", "cs-wavelet", one.method, post.method)}
         comparison_figure(shown, reference[::2], args.out / f"comparison_{n}.png",
                           title=f"kcrop:{n} -> 128, validation subject, {args.steps} steps")
         uncertainty_figure(post.mean[::2], post.std[::2], reference[::2],
                            args.out / f"uncertainty_{n}.png", samples=list(post.samples[:2, ::2]),
-                           title=f"kspace-mix, {args.samples} samples, kcrop:{n}")
+                           title=f"{args.posterior}, {args.samples} samples, kcrop:{n}")
     _report(rows, args)
 
 

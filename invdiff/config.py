@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,30 @@ def _check_options(options: Mapping[str, Any], source: str) -> None:
                 f"{source}: options.{key} must be a number, string or boolean, "
                 f"got {type(value).__name__}"
             )
+
+
+def parse_option_pairs(items: Iterable[str]) -> dict[str, Any]:
+    """Solver options from ``KEY=VALUE`` strings (``--option``): booleans, ints and floats are
+    recognised, anything else stays a string; checked like a configuration file's options."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--option expects KEY=VALUE, got {item!r}")
+        options[key.strip()] = _option_value(text.strip())
+    return parse_config({"options": options}, "--option")["options"]
+
+
+def _option_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:

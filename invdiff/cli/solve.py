@@ -19,7 +19,7 @@ from rich.progress import (
 )
 
 from invdiff.cli.common import EXIT_INTERRUPTED, Debug, console, fail, note, user_errors
-from invdiff.config import ConfigError, load_config, parse_config, resolve_config
+from invdiff.config import load_config, parse_config, parse_option_pairs, resolve_config
 from invdiff.manifest import environment_changes, read_manifest
 
 if TYPE_CHECKING:  # the library is imported when a command runs, so --help stays fast
@@ -115,7 +115,7 @@ def solve(
     }
     with user_errors(debug):
         if option:
-            flags["options"] = _parse_options(option)
+            flags["options"] = parse_option_pairs(option)
         layers: list[dict[str, Any]] = []
         expected: dict[str, str | None] = {}
         expected_files: dict[str, str] | None = None
@@ -234,25 +234,3 @@ def _run(request: SolveRequest, quiet: bool) -> None:
 def _number(value: Any, spec: str) -> str:
     """A metric as the manifest holds it: a number, or ``"inf"``/``"nan"`` (JSON has neither)."""
     return value if isinstance(value, str) else format(value, spec)
-
-
-def _parse_options(items: list[str]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for item in items:
-        key, eq, text = item.partition("=")
-        if not eq or not key.strip():
-            raise ConfigError(f"--option expects KEY=VALUE, got {item!r}")
-        options[key.strip()] = _value(text.strip())
-    return parse_config({"options": options}, "--option")["options"]
-
-
-def _value(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text

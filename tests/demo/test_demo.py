@@ -106,3 +106,25 @@ def test_validation_volume_reads_another_reference(tmp_path):
     np.testing.assert_allclose(other.affine, shipped.affine)
     with pytest.raises(ValueError, match="not within the axial slices"):
         validation_volume((6, 9), path)
+
+
+def test_results_benchmark_draws_the_mean_rows_with_the_posterior_solver(tmp_path, prior_128):
+    """benchmarks/results.py --posterior diffpir --option zeta=1: the sample and mean rows are
+    diffpir's, run with the option; a malformed option is a one-line usage error."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[2] / "benchmarks" / "results.py"
+    out = tmp_path / "res"
+    cmd = [sys.executable, str(script), "--prior", str(prior_128), "--steps", "2", "--samples",
+           "2", "--slices", "0", "2", "--factors", "32", "--methods", "zero-fill,diffpir",
+           "--posterior", "diffpir", "--option", "zeta=1", "--device", "cpu", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with open(out / "metrics.csv") as f:
+        methods = [row["method"] for row in csv.DictReader(f)]
+    assert methods == ["zero-fill", "diffpir (1 sample)", "diffpir (mean of 2)"]
+    bad = subprocess.run([*cmd[:-2], "--out", str(tmp_path / "bad"), "--option", "zeta"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--option expects KEY=VALUE" in bad.stderr
