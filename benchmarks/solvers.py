@@ -1,7 +1,7 @@
 """Quality versus speed of every solver: time per 128x128 slice, NFE and PSNR, in one table.
 
     .venv/bin/python benchmarks/solvers.py [--prior default|PATH|gaussian] [--spec kcrop:32]
-        [--steps 10,25,50,100,250,1000] [--solvers kspace-mix,ddnm,...] [--slices 4]
+        [--steps 10,25,50,100,250,1000] [--solvers kspace-mix,ddnm,diffpir:zeta=1,...] [--slices 4]
         [--n-samples 1] [--device cpu|cuda] [--threads 2] [--seed 0] [--json out.json]
 
 Measurements are simulated from the held-out validation slices of ``invdiff/data/brain128.npz``
@@ -10,6 +10,9 @@ compares the mean over ``--n-samples`` samples with the reference slice ``x``; `
 difference to the same solver at its largest step count, so the goal "50 NFE within 0.3 dB of
 1000 steps" reads directly off the table. Time per slice is the solver's wall time divided by the
 number of slices in the batch (all slices and samples run as one batch).
+
+A solver may carry options, ``NAME:KEY=VALUE[:KEY=VALUE...]`` (``invdiff solve --option``'s
+pairs), e.g. ``diffpir:zeta=1``; its rows are labelled with the whole entry.
 
 ``--prior gaussian`` fits the analytic Fourier-diagonal Gaussian prior to the training slices (a
 quick run that needs no trained weights); the default is the shipped default prior. The full grid
@@ -30,7 +33,9 @@ from rich.console import Console
 from rich.table import Table
 
 from invdiff.allocator import keep_freed_memory
+from invdiff.config import ConfigError, parse_option_pairs
 from invdiff.operators import from_spec
+from invdiff.pipeline.solve import check_solver_options
 from invdiff.priors.gaussian import GaussianPrior
 from invdiff.solvers.registry import get_solver, list_solvers
 
@@ -42,6 +47,14 @@ def psnr(x: torch.Tensor, ref: torch.Tensor, data_range: float = 2.0) -> torch.T
     """Per-slice PSNR in dB over the last three axes."""
     mse = (x - ref).pow(2).mean(dim=(-3, -2, -1))
     return 10 * torch.log10(data_range**2 / mse.clamp_min(1e-20))
+
+
+def solver_entry(entry: str) -> tuple[str, dict]:
+    """``NAME:KEY=VALUE:...`` as (solver name, checked options)."""
+    name, *pairs = entry.split(":")
+    options = parse_option_pairs(pairs)
+    check_solver_options(get_solver(name), name, options)
+    return name, options
 
 
 def load_prior(name: str, device: str):
@@ -66,6 +79,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    try:
+        entries = [(e, *solver_entry(e)) for e in args.solvers.split(",")]
+    except (ConfigError, KeyError, ValueError) as exc:
+        ap.error(f"--solvers: {exc}")
     keep_freed_memory()  # as the invdiff command does (invdiff.allocator)
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", RuntimeWarning)
@@ -80,21 +97,23 @@ def main() -> None:
     steps_list = [int(s) for s in args.steps.split(",")]
 
     if args.device.startswith("cuda"):  # CUDA context and kernel loading: not in the timings
-        for name in args.solvers.split(","):
+        for _, name, options in entries:
             get_solver(name)(op, y, prior, steps=2, n_samples=args.n_samples,
-                             generator=torch.Generator(device=args.device).manual_seed(0))
+                             generator=torch.Generator(device=args.device).manual_seed(0),
+                             **options)
 
     rows = []
-    for name in args.solvers.split(","):
+    for label, name, options in entries:
         solve = get_solver(name)
         grid = steps_list if name in DIFFUSION else [0]
         for steps in grid:
             gen = torch.Generator(device=args.device).manual_seed(args.seed)
-            res = solve(op, y, prior, steps=max(steps, 1), n_samples=args.n_samples, generator=gen)
+            res = solve(op, y, prior, steps=max(steps, 1), n_samples=args.n_samples, generator=gen,
+                        **options)
             p = psnr(res.mean.to(torch.float64), x.to(torch.float64))
             rows.append(
                 {
-                    "solver": name,
+                    "solver": label,
                     "steps": steps,
                     "nfe": res.info["nfe"],
                     "s_per_slice": res.info["wall_time"] / x.shape[0],
@@ -114,7 +133,8 @@ def main() -> None:
         f"{args.n_samples} sample(s), {args.device}, {args.threads} threads"
     )
     for col in ("solver", "steps", "NFE", "s / slice", "PSNR dB", "dPSNR", "|Ax-y|/|y|"):
-        table.add_column(col, justify="right")
+        width = max(len(label) for label, *_ in entries) if col == "solver" else None
+        table.add_column(col, justify="right", min_width=width)
     for r in rows:
         d = r["psnr"] - best[r["solver"]]["psnr"]
         table.add_row(
