@@ -21,6 +21,7 @@ import csv
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -37,7 +38,10 @@ from invdiff.demo import (
 )
 from invdiff.figures import comparison_figure, uncertainty_figure
 from invdiff.io import to_slices
+from invdiff.pipeline.solve import check_solver_options
 from invdiff.priors.registry import resolve_prior
+from invdiff.solvers.problem import SolverInputError
+from invdiff.solvers.registry import get_solver
 
 BASELINES = ("zero-fill", "bilinear", "bicubic", "cs-wavelet")
 DIFFUSION = ("ddnm", "dps", "diffpir")
@@ -73,8 +77,10 @@ def main() -> None:
         ap.error(f"unknown --methods {unknown}; choose from {', '.join((*BASELINES, *DIFFUSION))}")
     try:
         options = parse_option_pairs(args.option)
+        check_solver_options(get_solver(args.posterior), args.posterior, options)
     except ValueError as exc:
         ap.error(str(exc))
+    label = args.posterior + "".join(f":{key}={value}" for key, value in options.items())
     keep_freed_memory()  # as the invdiff command does (invdiff.allocator)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -93,6 +99,16 @@ def main() -> None:
     reference = to_slices(image.data.astype("float32"), 2)
     base = SolveConfig(prior=args.prior, steps=args.steps, seed=args.seed, device=args.device,
                        batch=reference.shape[0], samples=1)
+    try:
+        rows = _run(args, methods, options, label, prior, image, reference, base)
+    except SolverInputError as exc:  # e.g. an option value out of range
+        ap.error(str(exc))
+    _report(rows, args)
+
+
+def _run(args: argparse.Namespace, methods: list[str], options: dict, label: str, prior: Any,
+         image: Any, reference: Any, base: SolveConfig) -> list[dict]:
+    """The rows of every factor; writes the figures."""
     rows = []
     for n in args.factors:
         problem = simulated_problem(image, n, args.out, base, prior)
@@ -101,13 +117,14 @@ def main() -> None:
             runs.append(run_method(problem, prior, name, base, n, name))
         drawn = max(args.samples, args.more_samples)
         config = dataclasses.replace(base, solver=args.posterior, samples=drawn, options=options)
-        one, post = posterior_runs(problem, prior, config, n)
+        one, post = (dataclasses.replace(r, method=r.method.replace(args.posterior, label, 1))
+                     for r in posterior_runs(problem, prior, config, n))
         if drawn > args.samples:
             more, post = post, first_samples(post, args.samples)
             runs += [one, post, more]
         else:
             runs += [one, post]
-        for name in (m for m in DIFFUSION if m in methods and m != args.posterior):
+        for name in (m for m in DIFFUSION if m in methods and m != label):
             t0 = time.perf_counter()
             runs.append(run_method(problem, prior, name, dataclasses.replace(base, solver=name),
                                    n, name))
@@ -119,8 +136,8 @@ def main() -> None:
                           title=f"kcrop:{n} -> 128, validation subject, {args.steps} steps")
         uncertainty_figure(post.mean[::2], post.std[::2], reference[::2],
                            args.out / f"uncertainty_{n}.png", samples=list(post.samples[:2, ::2]),
-                           title=f"{args.posterior}, {args.samples} samples, kcrop:{n}")
-    _report(rows, args)
+                           title=f"{label}, {args.samples} samples, kcrop:{n}")
+    return rows
 
 
 def first_samples(run: MethodRun, k: int) -> MethodRun:

@@ -37,6 +37,7 @@ from invdiff.config import ConfigError, parse_option_pairs
 from invdiff.operators import from_spec
 from invdiff.pipeline.solve import check_solver_options
 from invdiff.priors.gaussian import GaussianPrior
+from invdiff.solvers.problem import SolverInputError
 from invdiff.solvers.registry import get_solver, list_solvers
 
 DATA = Path(__file__).resolve().parents[1] / "invdiff" / "data" / "brain128.npz"
@@ -52,7 +53,7 @@ def psnr(x: torch.Tensor, ref: torch.Tensor, data_range: float = 2.0) -> torch.T
 def solver_entry(entry: str) -> tuple[str, dict]:
     """``NAME:KEY=VALUE:...`` as (solver name, checked options)."""
     name, *pairs = entry.split(":")
-    options = parse_option_pairs(pairs)
+    options = parse_option_pairs(pairs, f"solver entry {entry!r}")
     check_solver_options(get_solver(name), name, options)
     return name, options
 
@@ -96,33 +97,10 @@ def main() -> None:
     y = op(x)
     steps_list = [int(s) for s in args.steps.split(",")]
 
-    if args.device.startswith("cuda"):  # CUDA context and kernel loading: not in the timings
-        for _, name, options in entries:
-            get_solver(name)(op, y, prior, steps=2, n_samples=args.n_samples,
-                             generator=torch.Generator(device=args.device).manual_seed(0),
-                             **options)
-
-    rows = []
-    for label, name, options in entries:
-        solve = get_solver(name)
-        grid = steps_list if name in DIFFUSION else [0]
-        for steps in grid:
-            gen = torch.Generator(device=args.device).manual_seed(args.seed)
-            res = solve(op, y, prior, steps=max(steps, 1), n_samples=args.n_samples, generator=gen,
-                        **options)
-            p = psnr(res.mean.to(torch.float64), x.to(torch.float64))
-            rows.append(
-                {
-                    "solver": label,
-                    "steps": steps,
-                    "nfe": res.info["nfe"],
-                    "s_per_slice": res.info["wall_time"] / x.shape[0],
-                    "psnr": float(p.mean()),
-                    "psnr_std": float(p.std()) if len(p) > 1 else 0.0,
-                    "residual": float(res.info["residual"].mean()),
-                }
-            )
-            Console().log(rows[-1])
+    try:
+        rows = _measure(args, entries, prior, op, x, y, steps_list)
+    except SolverInputError as exc:  # e.g. an option value out of range
+        ap.error(f"--solvers: {exc}")
 
     best = {}
     for r in rows:
@@ -151,6 +129,39 @@ def main() -> None:
         args.json.write_text(
             json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=1)
         )
+
+
+def _measure(args: argparse.Namespace, entries: list, prior, op, x: torch.Tensor, y: torch.Tensor,
+             steps_list: list[int]) -> list[dict]:
+    """One row per solver entry and step count."""
+    if args.device.startswith("cuda"):  # CUDA context and kernel loading: not in the timings
+        for _, name, options in entries:
+            get_solver(name)(op, y, prior, steps=2, n_samples=args.n_samples,
+                             generator=torch.Generator(device=args.device).manual_seed(0),
+                             **options)
+
+    rows = []
+    for label, name, options in entries:
+        solve = get_solver(name)
+        grid = steps_list if name in DIFFUSION else [0]
+        for steps in grid:
+            gen = torch.Generator(device=args.device).manual_seed(args.seed)
+            res = solve(op, y, prior, steps=max(steps, 1), n_samples=args.n_samples, generator=gen,
+                        **options)
+            p = psnr(res.mean.to(torch.float64), x.to(torch.float64))
+            rows.append(
+                {
+                    "solver": label,
+                    "steps": steps,
+                    "nfe": res.info["nfe"],
+                    "s_per_slice": res.info["wall_time"] / x.shape[0],
+                    "psnr": float(p.mean()),
+                    "psnr_std": float(p.std()) if len(p) > 1 else 0.0,
+                    "residual": float(res.info["residual"].mean()),
+                }
+            )
+            Console().log(rows[-1])
+    return rows
 
 
 if __name__ == "__main__":

@@ -150,16 +150,17 @@ def _check_options(options: Mapping[str, Any], source: str) -> None:
             )
 
 
-def parse_option_pairs(items: Iterable[str]) -> dict[str, Any]:
+def parse_option_pairs(items: Iterable[str], what: str = "--option") -> dict[str, Any]:
     """Solver options from ``KEY=VALUE`` strings (``--option``): booleans, ints and floats are
-    recognised, anything else stays a string; checked like a configuration file's options."""
+    recognised, anything else stays a string; checked like a configuration file's options.
+    ``what`` names the source in errors."""
     options: dict[str, Any] = {}
     for item in items:
         key, eq, text = item.partition("=")
         if not eq or not key.strip():
-            raise ConfigError(f"--option expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"{what} expects KEY=VALUE, got {item!r}")
         options[key.strip()] = _option_value(text.strip())
-    return parse_config({"options": options}, "--option")["options"]
+    return parse_config({"options": options}, what)["options"]
 
 
 def _option_value(text: str) -> Any:

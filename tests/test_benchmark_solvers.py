@@ -22,8 +22,11 @@ def test_solver_options_reach_the_solver_and_label_the_rows(tmp_path):
     assert rows["diffpir"]["psnr"] != rows["diffpir:zeta=1"]["psnr"]  # the option took effect
 
 
-def test_unknown_solver_options_are_one_line_usage_errors(tmp_path):
-    done = _run(tmp_path, "diffpir:foo=1")
-    assert done.returncode == 2
-    assert "solver diffpir has no option 'foo'" in done.stderr
-    assert "Traceback" not in done.stderr
+def test_bad_solver_options_are_one_line_usage_errors(tmp_path):
+    for entry, message in (("diffpir:foo=1", "solver diffpir has no option 'foo'"),
+                           ("diffpir:", "solver entry 'diffpir:' expects KEY=VALUE"),
+                           ("diffpir:zeta=2", "zeta must be in [0, 1]")):
+        done = _run(tmp_path, entry)
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr
+        assert "Traceback" not in done.stderr

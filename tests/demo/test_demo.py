@@ -110,7 +110,8 @@ def test_validation_volume_reads_another_reference(tmp_path):
 
 def test_results_benchmark_draws_the_mean_rows_with_the_posterior_solver(tmp_path, prior_128):
     """benchmarks/results.py --posterior diffpir --option zeta=1: the sample and mean rows are
-    diffpir's, run with the option; a malformed option is a one-line usage error."""
+    diffpir's, labelled with the option; malformed, unknown and out-of-range options are one-line
+    usage errors."""
     import subprocess
     import sys
     from pathlib import Path
@@ -124,7 +125,13 @@ def test_results_benchmark_draws_the_mean_rows_with_the_posterior_solver(tmp_pat
     assert done.returncode == 0, done.stderr
     with open(out / "metrics.csv") as f:
         methods = [row["method"] for row in csv.DictReader(f)]
-    assert methods == ["zero-fill", "diffpir (1 sample)", "diffpir (mean of 2)"]
-    bad = subprocess.run([*cmd[:-2], "--out", str(tmp_path / "bad"), "--option", "zeta"],
-                         capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "--option expects KEY=VALUE" in bad.stderr
+    # the option labels the rows, and diffpir with its default options still gets its own row
+    assert methods == ["zero-fill", "diffpir:zeta=1 (1 sample)", "diffpir:zeta=1 (mean of 2)",
+                       "diffpir"]
+    for option, message in (("zeta", "--option expects KEY=VALUE"),
+                            ("zata=1", "solver diffpir has no option 'zata'"),
+                            ("zeta=2", "zeta must be in [0, 1]")):
+        bad = subprocess.run([*cmd[:-2], "--out", str(tmp_path / "bad"), "--option", option],
+                             capture_output=True, text=True, timeout=300)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr
