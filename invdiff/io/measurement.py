@@ -15,6 +15,8 @@ it without other files (see ``docs/formats.md`` for the full table of keys):
 ``axis``          slice axis of a 3D source (-1 for 2D)
 ``source_unit``   unit of ``source_affine`` from the source's NIfTI header (``mm``, ``meter``,
                   ``micron``; empty or absent when unknown)
+``source_space``  NIfTI code of the space ``source_affine`` maps to (2 aligned, 3 Talairach,
+                  4 MNI152, 5 template; absent: 1, scanner)
 
 Low-resolution image convention. With the centred orthonormal DFT ``F_n`` on an ``h x w`` grid, the
 low-resolution image of a ``kcrop:hxw`` measurement ``y = C F_HW x`` of an ``H x W`` image ``x`` is
@@ -45,8 +47,10 @@ FORMAT = "invdiff.measurement"
 VERSION = 1
 _KEYS = {
     "format", "version", "kspace", "operator", "image_shape", "noise_sigma", "scale",
-    "source_shape", "source_affine", "axis", "source_unit",
+    "source_shape", "source_affine", "axis", "source_unit", "source_space",
 }
+#: NIfTI xform codes a source affine can declare (1 scanner ... 5 template).
+SPACE_CODES = range(1, 6)
 
 
 class MeasurementError(ValueError):
@@ -68,6 +72,8 @@ class Measurement:
         source_affine: 4x4 affine of the source, or ``None``.
         axis: slice axis of a 3D source, ``None`` for 2D.
         source_unit: unit of ``source_affine`` (``"mm"``, ``"meter"``, ``"micron"``) or ``None``.
+        source_space: NIfTI code of the space of ``source_affine`` (1 scanner, 2 aligned,
+            3 Talairach, 4 MNI152, 5 template), ``None`` when unknown (written as scanner).
     """
 
     kspace: np.ndarray
@@ -79,6 +85,7 @@ class Measurement:
     source_affine: np.ndarray | None = None
     axis: int | None = None
     source_unit: str | None = None
+    source_space: int | None = None
 
 
 def write_measurement(path: str | os.PathLike, m: Measurement) -> None:
@@ -86,6 +93,8 @@ def write_measurement(path: str | os.PathLike, m: Measurement) -> None:
     if not str(path).endswith(".npz"):
         raise MeasurementError(f"measurement files end in .npz, got {path}")
     check_spatial_unit(m.source_unit or None)
+    if m.source_space is not None and m.source_space not in SPACE_CODES:
+        raise MeasurementError(f"source_space must be a NIfTI xform code 1-5, got {m.source_space}")
     arrays = {
         "format": np.array(FORMAT),
         "version": np.array(VERSION),
@@ -101,6 +110,8 @@ def write_measurement(path: str | os.PathLike, m: Measurement) -> None:
     }
     if m.source_unit:  # only when known, so files without one stay readable by older readers
         arrays["source_unit"] = np.array(m.source_unit)
+    if m.source_affine is not None and m.source_space not in (None, 1):  # as source_unit: only
+        arrays["source_space"] = np.array(int(m.source_space))  # when it says more than scanner
     write_atomic(path, lambda tmp: np.savez(tmp, **arrays))
 
 
@@ -165,6 +176,12 @@ def read_measurement(path: str | os.PathLike) -> Measurement:
     if unit not in ("", *SPATIAL_UNITS):
         raise MeasurementError(f"{path}: source_unit must be one of {list(SPATIAL_UNITS)} or "
                                f"empty, got {unit!r}")
+    space = _integer(arrays, "source_space", 1, path)
+    if space not in SPACE_CODES:
+        raise MeasurementError(f"{path}: source_space must be a NIfTI xform code 1-5 (1 scanner, "
+                               f"4 MNI152, ...), got {space}")
+    if "source_space" in arrays and affine is None:
+        raise MeasurementError(f"{path}: source_space needs source_affine (the affine it labels)")
     return Measurement(
         kspace=kspace,
         operator=_text(arrays, "operator", path),
@@ -175,6 +192,7 @@ def read_measurement(path: str | os.PathLike) -> Measurement:
         source_affine=affine,
         axis=None if axis < 0 else axis,
         source_unit=unit or None,
+        source_space=space if affine is not None else None,
     )
 
 

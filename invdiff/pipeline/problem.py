@@ -56,6 +56,8 @@ class SliceProblem:
         axis: slice axis of a 3D output (``None`` for 2D).
         affine: voxel-to-world affine of the output grid, or ``None``.
         spatial_unit: the unit of ``affine`` from the source's NIfTI header, or ``None``.
+        xform_code: NIfTI code of the space ``affine`` maps to (4 MNI152, ...), ``None`` for
+            scanner or unknown.
         orientation: stored slice -> display orientation of the prior's training data.
         kind: ``"measurement"`` or ``"image"``.
         built_operator: the operator built from ``operator`` while loading (see
@@ -73,6 +75,7 @@ class SliceProblem:
     orientation: SliceOrientation
     kind: str
     spatial_unit: str | None = None
+    xform_code: int | None = None
     built_operator: LinearOperator | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -165,7 +168,8 @@ def _from_measurement(path: Path, config: SolveConfig, m: Measurement) -> SliceP
         scale=scale, ndim=ndim, axis=axis, affine=affine,
         orientation=display_orientation(m.source_affine, axis) if config.reorient
         else SliceOrientation(),
-        kind="measurement", spatial_unit=m.source_unit, built_operator=op,
+        kind="measurement", spatial_unit=m.source_unit, xform_code=m.source_space,
+        built_operator=op,
     )
 
 
@@ -217,7 +221,7 @@ def _from_image(config: SolveConfig, prior_hw: tuple[int, int], image: Image) ->
         y=y, operator=spec, image_shape=big, noise_sigma=sigma,
         scale=robust_scale(torch.from_numpy(image.data)), ndim=ndim, axis=axis, affine=affine,
         orientation=orientation, kind="image", spatial_unit=image.spatial_unit,
-        built_operator=op,
+        xform_code=image.xform_code, built_operator=op,
     )
 
 

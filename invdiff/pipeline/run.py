@@ -192,7 +192,7 @@ def run_solve(
     }
     with atomic_outputs(list(paths.values()), last_is_record=True) as temps:  # manifest last
         tmp = dict(zip(paths, temps, strict=True))
-        _write_images(tmp, output, problem.affine, problem.spatial_unit)
+        _write_images(tmp, output, problem.affine, problem.spatial_unit, problem.xform_code)
         t_end = time.perf_counter()
         manifest["timings_s"].update(write_and_metrics=t_end - t_write, total=t_end - t0)
         write_manifest(tmp["manifest"], manifest)
@@ -200,15 +200,15 @@ def run_solve(
 
 
 def _write_images(paths: dict[str, Path], output: SolveOutput, affine: np.ndarray | None,
-                  unit: str | None) -> None:
-    write_image(paths["mean"], output.mean, affine, unit)
+                  unit: str | None, space: int | None) -> None:
+    write_image(paths["mean"], output.mean, affine, unit, xform_code=space)
     if "std" in paths and output.std is not None:
-        write_image(paths["std"], output.std, affine, unit)
+        write_image(paths["std"], output.std, affine, unit, xform_code=space)
     if "samples" in paths and output.samples is not None:
         samples = output.samples
         if image_kind(paths["samples"]) == "nifti":
             samples = np.moveaxis(samples, 0, -1)  # (..., K): one volume per sample
-        write_image(paths["samples"], samples, affine, unit)
+        write_image(paths["samples"], samples, affine, unit, xform_code=space)
 
 
 def _reference(

@@ -67,6 +67,7 @@ def simulate(
         source_affine=image.affine,
         axis=None if image.data.ndim == 2 else axis % 3,
         source_unit=image.spatial_unit,
+        source_space=image.xform_code if image.affine is not None else None,
     )
 
 
@@ -121,5 +122,5 @@ def simulate_files(
     if lowres is not None:
         affine = None if image.affine is None else resampled_affine(
             image.affine, image.data.shape, lowres.shape)
-        write_image(lowres_out, lowres, affine, image.spatial_unit)
+        write_image(lowres_out, lowres, affine, image.spatial_unit, xform_code=image.xform_code)
     return m

@@ -55,7 +55,9 @@ def diffpir(
        ``x_s = alpha_s x0' + sigma_s (sqrt(1 - zeta) eps' + sqrt(zeta) z)``.
 
     Args: as :func:`invdiff.solvers.kspace_mix.kspace_mix`, plus ``reg_lambda`` (the paper's
-    ``lambda > 0``), ``zeta`` in ``[0, 1]`` (noise mixing), ``noise_floor``, ``cg_iters``.
+    ``lambda > 0``), ``zeta`` in ``[0, 1]`` (noise mixing; the authors' configs use 0.1 for noisy
+    super-resolution and deblurring and 1 for noiseless inpainting; 0.3 here lies between;
+    docs/results.md measures ``zeta = 1`` on k-space crops), ``noise_floor``, ``cg_iters``.
     """
     name = "diffpir"
     p = setup(name, operator, y, prior, steps=steps, n_samples=n_samples)

@@ -392,6 +392,48 @@ def test_spatial_unit_is_carried_to_every_nifti_output(run, tiny_prior, tmp_path
     assert r.exit_code == 0 and nib.load(po).header.get_xyzt_units()[0] == "unknown"
 
 
+def test_nifti_space_code_is_carried_to_every_nifti_output(run, tiny_prior, tmp_path):
+    """An MNI152 volume (sform/qform code 4) gives a measurement, a low-resolution image and
+    reconstructions (from either input) labelled MNI152, not scanner; a scanner-space source
+    keeps code 1 and its measurement has no source_space key (older readers refuse it)."""
+    from tests.cli.conftest import AFFINE, blob_volume
+
+    img = nib.Nifti1Image(blob_volume(), AFFINE)
+    img.set_sform(AFFINE, code=4)
+    img.set_qform(AFFINE, code=4)
+    hr = tmp_path / "hr.nii.gz"
+    nib.save(img, hr)
+    meas, lr = tmp_path / "m.npz", tmp_path / "lr.nii.gz"
+    assert run("simulate", hr, "--operator", "kcrop:8", "--out", meas,
+               "--lowres-out", lr).exit_code == 0
+    assert read_measurement(meas).source_space == 4
+
+    def codes(path):
+        header = nib.load(path).header
+        return int(header["sform_code"]), int(header["qform_code"])
+
+    assert codes(lr) == (4, 4)
+    for name, source in (("a.nii.gz", meas), ("b.nii.gz", lr)):
+        r = run("solve", source, "--prior", tiny_prior, "--out", tmp_path / name, *FAST)
+        assert r.exit_code == 0, r.output
+        for out in (name, name.replace(".nii", "_std.nii")):
+            assert codes(tmp_path / out) == (4, 4), out
+    plain = tmp_path / "plain.nii.gz"
+    nib.save(nib.Nifti1Image(blob_volume(), AFFINE), plain)  # nibabel's default: sform code 2
+    pm, po = tmp_path / "p.npz", tmp_path / "p.nii.gz"
+    assert run("simulate", plain, "--operator", "kcrop:8", "--out", pm).exit_code == 0
+    assert read_measurement(pm).source_space == 2
+    scanner = tmp_path / "scanner.nii.gz"
+    img = nib.Nifti1Image(blob_volume(), AFFINE)
+    img.set_sform(AFFINE, code=1)
+    nib.save(img, scanner)
+    sm = tmp_path / "s.npz"
+    assert run("simulate", scanner, "--operator", "kcrop:8", "--out", sm).exit_code == 0
+    assert "source_space" not in np.load(sm).files
+    assert run("solve", sm, "--prior", tiny_prior, "--out", po, *FAST).exit_code == 0
+    assert codes(po) == (1, 1)
+
+
 def test_manifest_records_and_checks_the_operator_files(run, hr_nifti, tiny_prior, tmp_path,
                                                         monkeypatch):
     """A mask named by the operator spec is part of the run: recorded with its SHA-256, and a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 
@@ -189,6 +190,13 @@ def test_measurement_round_trip(tmp_path):
     assert back.scale is None and back.source_affine is None and back.axis is None
     assert back.source_unit is None
     assert "source_unit" not in np.load(tmp_path / "b.npz").files  # older readers refuse it
+    assert back.source_space is None and "source_space" not in np.load(tmp_path / "b.npz").files
+    for space, stored in ((4, True), (1, False)):  # scanner (1) is the default: not written
+        write_measurement(tmp_path / "s.npz", dataclasses.replace(m, source_space=space))
+        assert read_measurement(tmp_path / "s.npz").source_space == space
+        assert ("source_space" in np.load(tmp_path / "s.npz").files) == stored
+    with pytest.raises(MeasurementError, match="source_space must be a NIfTI xform code"):
+        write_measurement(tmp_path / "bad.npz", dataclasses.replace(m, source_space=9))
 
 
 def test_measurement_with_unknown_key_is_refused(tmp_path):
@@ -279,6 +287,8 @@ def test_nifti_header_is_image(tmp_path):
     ("axis", np.array(1.5), "axis must be an integer"),
     ("version", np.array("1"), "version must be an integer"),
     ("source_unit", np.array("inch"), "source_unit must be one of"),
+    ("source_space", np.array(7), "source_space must be a NIfTI xform code 1-5"),
+    ("source_space", np.array(4), "source_space needs source_affine"),
 ])
 def test_measurement_fields_of_the_wrong_kind(tmp_path, key, value, message):
     # 16.5 was truncated to 16 and an operator array became the spec "['kcrop:4' 'fft']"
