@@ -67,15 +67,20 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         t1 = args.t1 or fetch_t1(Path(tmp))
-        img = nib.as_closest_canonical(nib.load(str(t1)))
+        raw = nib.load(str(t1))
+        # the space code (4, MNI152), read before as_closest_canonical makes a new header (2)
+        code = int(raw.header["sform_code"]) or int(raw.header["qform_code"])
+        img = nib.as_closest_canonical(raw)
         start, stop = slab_slices(img, nib.load(str(SHIPPED_SLAB)))
         print(f"slices {start}:{stop} of the RAS-oriented T1")
         slab = img.slicer[:, :, start:stop]
-        source = Image(slab.get_fdata(dtype="float32"), slab.affine, "nifti", "mm")
+        source = Image(slab.get_fdata(dtype="float32"), slab.affine, "nifti", "mm",
+                       xform_code=code or None)
     for method in METHODS:
         r = resample_image(source, 128, axis=2, method=method)
         path = args.out / f"ref-{method}.nii.gz"
-        write_image(path, r.image.data, r.image.affine, r.image.spatial_unit)
+        write_image(path, r.image.data, r.image.affine, r.image.spatial_unit,
+                    xform_code=r.image.xform_code)
         print(f"{path}: {r.image.data.shape}, pixels {r.pixel_size[0]:.4g} mm")
 
 

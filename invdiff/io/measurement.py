@@ -73,7 +73,8 @@ class Measurement:
         axis: slice axis of a 3D source, ``None`` for 2D.
         source_unit: unit of ``source_affine`` (``"mm"``, ``"meter"``, ``"micron"``) or ``None``.
         source_space: NIfTI code of the space of ``source_affine`` (1 scanner, 2 aligned,
-            3 Talairach, 4 MNI152, 5 template), ``None`` when unknown (written as scanner).
+            3 Talairach, 4 MNI152, 5 template); read as 1 from files with an affine and no
+            ``source_space``, ``None`` without an affine.
     """
 
     kspace: np.ndarray
@@ -95,6 +96,10 @@ def write_measurement(path: str | os.PathLike, m: Measurement) -> None:
     check_spatial_unit(m.source_unit or None)
     if m.source_space is not None and m.source_space not in SPACE_CODES:
         raise MeasurementError(f"source_space must be a NIfTI xform code 1-5, got {m.source_space}")
+    has_affine = m.source_affine is not None and not np.isnan(m.source_affine).all()
+    if m.source_space not in (None, 1) and not has_affine:
+        raise MeasurementError(f"source_space {m.source_space} needs source_affine (the affine it "
+                               "labels)")
     arrays = {
         "format": np.array(FORMAT),
         "version": np.array(VERSION),
@@ -110,8 +115,8 @@ def write_measurement(path: str | os.PathLike, m: Measurement) -> None:
     }
     if m.source_unit:  # only when known, so files without one stay readable by older readers
         arrays["source_unit"] = np.array(m.source_unit)
-    if m.source_affine is not None and m.source_space not in (None, 1):  # as source_unit: only
-        arrays["source_space"] = np.array(int(m.source_space))  # when it says more than scanner
+    if m.source_space not in (None, 1):  # as source_unit: only when it says more than scanner
+        arrays["source_space"] = np.array(int(m.source_space))
     write_atomic(path, lambda tmp: np.savez(tmp, **arrays))
 
 

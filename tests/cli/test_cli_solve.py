@@ -414,9 +414,10 @@ def test_nifti_space_code_is_carried_to_every_nifti_output(run, tiny_prior, tmp_
 
     assert codes(lr) == (4, 4)
     for name, source in (("a.nii.gz", meas), ("b.nii.gz", lr)):
-        r = run("solve", source, "--prior", tiny_prior, "--out", tmp_path / name, *FAST)
+        r = run("solve", source, "--prior", tiny_prior, "--out", tmp_path / name, "--save-samples",
+                *FAST)
         assert r.exit_code == 0, r.output
-        for out in (name, name.replace(".nii", "_std.nii")):
+        for out in (name, name.replace(".nii", "_std.nii"), name.replace(".nii", "_samples.nii")):
             assert codes(tmp_path / out) == (4, 4), out
     plain = tmp_path / "plain.nii.gz"
     nib.save(nib.Nifti1Image(blob_volume(), AFFINE), plain)  # nibabel's default: sform code 2

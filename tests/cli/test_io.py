@@ -197,6 +197,11 @@ def test_measurement_round_trip(tmp_path):
         assert ("source_space" in np.load(tmp_path / "s.npz").files) == stored
     with pytest.raises(MeasurementError, match="source_space must be a NIfTI xform code"):
         write_measurement(tmp_path / "bad.npz", dataclasses.replace(m, source_space=9))
+    for affine in (None, np.full((4, 4), np.nan)):  # no affine, or the NaN-filled "none"
+        with pytest.raises(MeasurementError, match="source_space 4 needs source_affine"):
+            write_measurement(tmp_path / "bad.npz", dataclasses.replace(
+                m, source_affine=affine, source_space=4))
+    assert not (tmp_path / "bad.npz").exists()
 
 
 def test_measurement_with_unknown_key_is_refused(tmp_path):
@@ -296,6 +301,15 @@ def test_measurement_fields_of_the_wrong_kind(tmp_path, key, value, message):
               "kspace": np.ones((1, 4, 4), np.complex64), "image_shape": [16, 16], key: value}
     np.savez(tmp_path / "m.npz", **arrays)
     with pytest.raises(MeasurementError, match=message):
+        read_measurement(tmp_path / "m.npz")
+
+
+def test_measurement_space_code_with_a_nan_filled_affine_is_refused(tmp_path):
+    """All-NaN source_affine means "no affine", so a source_space beside it labels nothing."""
+    np.savez(tmp_path / "m.npz", format="invdiff.measurement", version=1, operator="kcrop:4",
+             kspace=np.ones((1, 4, 4), np.complex64), image_shape=[16, 16],
+             source_shape=[16, 16], source_affine=np.full((4, 4), np.nan), source_space=4)
+    with pytest.raises(MeasurementError, match="source_space needs source_affine"):
         read_measurement(tmp_path / "m.npz")
 
 
