@@ -181,7 +181,8 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     A relative ``prior`` path that names a file next to the config (``prior = "vdm.ckpt"``) is
     resolved against the config file's folder, so a config works from any working directory;
     anything else (``"default"``, a plugin name, a path relative to the working directory) is
-    kept as written.
+    kept as written. The same holds for the files an ``operator`` spec names
+    (``operator = "kmask:file=mask.npy"``).
     """
     try:
         import tomllib
@@ -202,6 +203,10 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     if prior is not None and not Path(prior).is_absolute() and (path.parent / prior).is_file():
         # a checkpoint path in a config file is relative to the file, like an include
         layer["prior"] = str((path.parent / prior).resolve())
+    if layer.get("operator"):  # so are the operator's mask and coil-map files
+        from invdiff.manifest import operator_files_relative_to
+
+        layer["operator"] = operator_files_relative_to(layer["operator"], path.parent)
     return layer
 
 

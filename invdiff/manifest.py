@@ -16,6 +16,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -145,19 +146,49 @@ def operator_files(spec: str) -> dict[str, str]:
     (relative to the working folder): values of :data:`FILE_KEYS`, and key-less values with a
     :data:`DATA_SUFFIXES` suffix, that name existing files (``kcrop:32`` never counts)."""
     found: dict[str, str] = {}
+
+    def record(value: str) -> str:
+        candidate = Path(value).expanduser()
+        if candidate.is_file():
+            found[str(candidate.resolve())] = sha256_file(candidate)
+        return value
+
+    _map_file_values(spec, record)
+    return found
+
+
+def operator_files_relative_to(spec: str, folder: str | os.PathLike[str]) -> str:
+    """``spec`` with each relative file value that names a file in ``folder`` made absolute
+    (a config file's ``operator``, like its ``prior``, is read next to the file first); other
+    values stay as written."""
+
+    def rebase(value: str) -> str:
+        path = Path(value).expanduser()
+        if not path.is_absolute() and (Path(folder) / path).is_file():
+            return str((Path(folder) / path).resolve())
+        return value
+
+    return _map_file_values(spec, rebase)
+
+
+def _map_file_values(spec: str, fn: Callable[[str], str]) -> str:
+    """``spec`` with ``fn(value)`` in place of each file value (see :func:`operator_files`);
+    everything else, spacing included, is kept."""
+    stages = []
     for stage in spec.split("|"):
-        _, _, args = stage.partition(":")
-        for arg in args.split(","):
+        name, colon, args = stage.partition(":")
+        out = []
+        for arg in args.split(",") if colon else ():
             key, has_key, value = arg.partition("=")
             value = value if has_key else key
-            if has_key and key.strip().lower() not in FILE_KEYS:
-                continue
-            if not has_key and not value.strip().lower().endswith(DATA_SUFFIXES):
-                continue
-            candidate = Path(value.strip()).expanduser()
-            if candidate.is_file():
-                found[str(candidate.resolve())] = sha256_file(candidate)
-    return found
+            named = has_key and key.strip().lower() in FILE_KEYS
+            if named or (not has_key and value.strip().lower().endswith(DATA_SUFFIXES)):
+                new = fn(value.strip())
+                if new != value.strip():
+                    arg = f"{key}={new}" if has_key else new
+            out.append(arg)
+        stages.append(f"{name}:{','.join(out)}" if colon else stage)
+    return "|".join(stages)
 
 
 def check_operator_files(found: dict[str, str], recorded: dict[str, str]) -> None:

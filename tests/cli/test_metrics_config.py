@@ -72,6 +72,24 @@ def test_config_prior_path_is_relative_to_the_config(tmp_path, monkeypatch):
     assert load_config(p)["prior"] == str(tmp_path / "cfg" / "vdm.ckpt")
 
 
+def test_config_operator_files_are_relative_to_the_config(tmp_path, monkeypatch):
+    """Mask and coil-map files an operator spec in a config names are read next to the config
+    first (as its prior); other values, absolute paths and files not there stay as written."""
+    (tmp_path / "cfg").mkdir()
+    for name in ("mask.npy", "maps.npy"):
+        (tmp_path / "cfg" / name).write_bytes(b"x")
+    p = tmp_path / "cfg" / "c.toml"
+    monkeypatch.chdir(tmp_path)  # neither file exists here
+    here = (tmp_path / "cfg").resolve()
+    p.write_text('operator = "sense:maps.npy|kmask:file=mask.npy, seed=3"\n')
+    expected = f"sense:{here / 'maps.npy'}|kmask:file={here / 'mask.npy'}, seed=3"
+    assert load_config(p)["operator"] == expected
+    for kept in ("kcrop:32", "kmask:file=elsewhere.npy", f"kmask:file={here / 'mask.npy'}",
+                 "kmask:accel=4, acs=8"):
+        p.write_text(f'operator = "{kept}"\n')
+        assert load_config(p)["operator"] == kept
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
