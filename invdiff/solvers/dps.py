@@ -14,6 +14,9 @@ from invdiff.solvers.problem import SolverInputError, check_noise_sigma, setup
 from invdiff.solvers.result import SolveResult
 from invdiff.solvers.steps import Grid, Step, ancestral_step, check_eta
 
+#: Warn when ``zeta * steps`` exceeds this many times the ``1 x 50`` that the default suits.
+OVERPULL = 5
+
 
 def dps(
     operator: Any,
@@ -63,6 +66,11 @@ def dps(
                       "absorbs the noise level, as in the paper)", UserWarning, stacklevel=2)
     if not zeta > 0:
         raise SolverInputError(f"{name}: zeta must be > 0, got {zeta}")
+    if zeta * steps > OVERPULL * 50:
+        warnings.warn(f"{name}: zeta {zeta:g} over {steps} steps pulls towards the data "
+                      f"{zeta * steps / 50:g} times as much as zeta 1 over the 50 steps it suits; "
+                      f"measured at 1000 steps with zeta 1 it over-corrects (docs/results.md); "
+                      f"try zeta ~{50 / steps:.2g}", UserWarning, stacklevel=2)
     dims = tuple(range(1, p.y_rep.ndim))
 
     def update(x: Tensor, st: Step) -> tuple[Tensor, Tensor]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -145,3 +147,15 @@ def test_dps_says_that_it_does_not_use_the_noise_level(problem):
     op, y, prior = problem
     with pytest.warns(UserWarning, match="dps: noise_sigma 0.1 is not used"):
         get_solver("dps")(op, y, prior, steps=2, noise_sigma=0.1)
+
+
+def test_dps_warns_when_zeta_over_many_steps_would_over_correct(problem):
+    """zeta 1 suits ~50 steps; at 1000 it over-corrects (docs/results.md), so it says so and
+    suggests a step-scaled zeta; the default 50 steps and zeta 0.1 at 1000 stay quiet."""
+    op, y, prior = problem
+    with pytest.warns(UserWarning, match=r"dps: zeta 1 over 300 steps .* try zeta ~0.17"):
+        get_solver("dps")(op, y, prior, steps=300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        get_solver("dps")(op, y, prior, steps=50)
+        get_solver("dps")(op, y, prior, steps=1000, zeta=0.1)
