@@ -69,8 +69,8 @@ def dps(
     if zeta * steps > OVERPULL * 50:
         warnings.warn(f"{name}: zeta {zeta:g} over {steps} steps pulls towards the data "
                       f"{zeta * steps / 50:g} times as much as zeta 1 over the 50 steps it suits; "
-                      f"measured at 1000 steps with zeta 1 it over-corrects (docs/results.md); "
-                      f"try zeta ~{50 / steps:.2g}", UserWarning, stacklevel=2)
+                      f"measured at 1000 steps, zeta 1 over-corrects and 0.1 works "
+                      f"(docs/results.md); try zeta ~{100 / steps:.2g}", UserWarning, stacklevel=2)
     dims = tuple(range(1, p.y_rep.ndim))
 
     def update(x: Tensor, st: Step) -> tuple[Tensor, Tensor]:

@@ -153,7 +153,7 @@ def test_dps_warns_when_zeta_over_many_steps_would_over_correct(problem):
     """zeta 1 suits ~50 steps; at 1000 it over-corrects (docs/results.md), so it says so and
     suggests a step-scaled zeta; the default 50 steps and zeta 0.1 at 1000 stay quiet."""
     op, y, prior = problem
-    with pytest.warns(UserWarning, match=r"dps: zeta 1 over 300 steps .* try zeta ~0.17"):
+    with pytest.warns(UserWarning, match=r"dps: zeta 1 over 300 steps .* try zeta ~0.33"):
         get_solver("dps")(op, y, prior, steps=300)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
