@@ -138,6 +138,8 @@ def environment_changes(record: dict[str, Any]) -> list[str]:
 #: without a key counts when it names a data file (``sense:maps.npy``).
 FILE_KEYS = ("file", "espirit", "maps")
 DATA_SUFFIXES = (".npy", ".npz", ".nii", ".nii.gz", ".mat", ".h5")
+#: Characters of the spec grammar: a path holding one cannot be written into a spec.
+SPEC_SEPARATORS = ("|", ",", "=")
 
 
 def operator_files(spec: str) -> dict[str, str]:
@@ -160,12 +162,15 @@ def operator_files(spec: str) -> dict[str, str]:
 def operator_files_relative_to(spec: str, folder: str | os.PathLike[str]) -> str:
     """``spec`` with each relative file value that names a file in ``folder`` made absolute
     (a config file's ``operator``, like its ``prior``, is read next to the file first); other
-    values stay as written."""
+    values, and files whose absolute path holds one of :data:`SPEC_SEPARATORS`, stay as
+    written."""
 
     def rebase(value: str) -> str:
         path = Path(value).expanduser()
         if not path.is_absolute() and (Path(folder) / path).is_file():
-            return str((Path(folder) / path).resolve())
+            absolute = str((Path(folder) / path).resolve())
+            if not any(c in absolute for c in SPEC_SEPARATORS):  # would split the spec
+                return absolute
         return value
 
     return _map_file_values(spec, rebase)

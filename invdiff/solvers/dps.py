@@ -68,9 +68,10 @@ def dps(
         raise SolverInputError(f"{name}: zeta must be > 0, got {zeta}")
     if zeta * steps > OVERPULL * 50:
         warnings.warn(f"{name}: zeta {zeta:g} over {steps} steps pulls towards the data "
-                      f"{zeta * steps / 50:g} times as much as zeta 1 over the 50 steps it suits; "
-                      f"measured at 1000 steps, zeta 1 over-corrects and 0.1 works "
-                      f"(docs/results.md); try zeta ~{100 / steps:.2g}", UserWarning, stacklevel=2)
+                      f"{zeta * steps / 50:g} times as much as the default zeta 1 over the 50 "
+                      f"steps it suits; at 1000 steps zeta 1 over-corrected and 0.1 scored like "
+                      f"one kspace-mix sample (2 slices, docs/results.md); try zeta "
+                      f"~{100 / steps:.2g}", UserWarning, stacklevel=2)
     dims = tuple(range(1, p.y_rep.ndim))
 
     def update(x: Tensor, st: Step) -> tuple[Tensor, Tensor]:

@@ -88,6 +88,10 @@ def test_config_operator_files_are_relative_to_the_config(tmp_path, monkeypatch)
                  "kmask:accel=4, acs=8"):
         p.write_text(f'operator = "{kept}"\n')
         assert load_config(p)["operator"] == kept
+    (tmp_path / "run,1").mkdir()  # a path with a separator of the spec grammar is not written in
+    (tmp_path / "run,1" / "mask.npy").write_bytes(b"x")
+    (tmp_path / "run,1" / "c.toml").write_text('operator = "kmask:file=mask.npy"\n')
+    assert load_config(tmp_path / "run,1" / "c.toml")["operator"] == "kmask:file=mask.npy"
 
 
 @pytest.mark.parametrize(
