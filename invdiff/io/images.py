@@ -9,6 +9,7 @@ explicit ``frame``), every voxel finite, not all zero.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from invdiff.io.atomic import write_atomic
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 PNG_SUFFIXES = (".png",)
 NPY_SUFFIXES = (".npy",)
+
+
+class UndeclaredGeometryWarning(UserWarning):
+    """A NIfTI file declares no geometry (qform and sform codes 0) but unequal voxel sizes."""
 
 
 class ImageError(ValueError):
@@ -127,6 +132,13 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray | None, str | None, 
     if int(header["qform_code"]) == 0 and int(header["sform_code"]) == 0:
         # NIfTI "method 1": no orientation or position is declared (what write_image writes for
         # an image without an affine); treated like a .npy array rather than with nibabel's guess
+        zooms = tuple(float(z) for z in header.get_zooms()[:min(3, data.ndim)])
+        if zooms and max(zooms) > 1.01 * min(zooms) and min(zooms) > 0:
+            warnings.warn(
+                f"{path}: declares no geometry (qform and sform codes 0), so its voxel sizes "
+                f"{'x'.join(f'{z:g}' for z in zooms)} (pixdim) are ignored and voxels are treated "
+                "as cubes; if those sizes are real, give the file an sform (e.g. nibabel: "
+                "img.set_sform(img.affine, code=1))", UndeclaredGeometryWarning, stacklevel=3)
         return data, None, _spatial_unit(header), None
     code = int(header["sform_code"]) or int(header["qform_code"])  # nibabel's affine: sform first
     return data, np.asarray(img.affine, dtype=np.float64), _spatial_unit(header), code

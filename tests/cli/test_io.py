@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -149,6 +150,23 @@ def test_nifti_without_geometry_round_trips_as_none(tmp_path):
     assert read_image(tmp_path / "g.nii.gz").affine is None
     write_image(tmp_path / "a.nii.gz", np.ones((4, 5, 2), np.float32), _affine())
     assert read_image(tmp_path / "a.nii.gz").affine is not None
+
+
+def test_nifti_without_geometry_but_unequal_voxel_sizes_says_they_are_ignored(tmp_path):
+    """Codes 0 with pixdim 1x1x3: the sizes are ignored (cubes), and the reader says so once;
+    equal sizes (what write_image writes without an affine) stay quiet."""
+    from invdiff.io.images import UndeclaredGeometryWarning
+
+    img = nib.Nifti1Image(np.ones((4, 5, 2), np.float32), np.diag([1.0, 1.0, 3.0, 1.0]))
+    img.set_sform(None, code=0)
+    img.set_qform(None, code=0)
+    nib.save(img, tmp_path / "z.nii.gz")
+    with pytest.warns(UndeclaredGeometryWarning, match=r"voxel sizes 1x1x3 \(pixdim\) are ignored"):
+        assert read_image(tmp_path / "z.nii.gz").affine is None
+    write_image(tmp_path / "g.nii.gz", np.ones((4, 5, 2), np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_image(tmp_path / "g.nii.gz")
 
 
 def test_atomic_path_leaves_nothing_on_error(tmp_path):
