@@ -32,6 +32,7 @@ import nibabel as nib
 import numpy as np
 
 from invdiff.io import Image, write_image
+from invdiff.io.images import space_code
 from invdiff.pipeline.resample import METHODS, resample_image
 
 SHIPPED_SLAB = Path(__file__).resolve().parents[1] / "invdiff" / "data" / "validation_slab.nii.gz"
@@ -68,14 +69,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t1 = args.t1 or fetch_t1(Path(tmp))
         raw = nib.load(str(t1))
-        # the space code (4, MNI152), read before as_closest_canonical makes a new header (2)
-        code = int(raw.header["sform_code"]) or int(raw.header["qform_code"])
+        code = space_code(raw.header)  # 4, MNI152: as_closest_canonical makes a new header (2)
         img = nib.as_closest_canonical(raw)
         start, stop = slab_slices(img, nib.load(str(SHIPPED_SLAB)))
         print(f"slices {start}:{stop} of the RAS-oriented T1")
         slab = img.slicer[:, :, start:stop]
         source = Image(slab.get_fdata(dtype="float32"), slab.affine, "nifti", "mm",
-                       xform_code=code or None)
+                       xform_code=code)
     for method in METHODS:
         r = resample_image(source, 128, axis=2, method=method)
         path = args.out / f"ref-{method}.nii.gz"

@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from invdiff.allocator import keep_freed_memory
-from invdiff.config import ConfigError, parse_option_pairs
+from invdiff.config import parse_option_pairs
 from invdiff.operators import from_spec
 from invdiff.pipeline.solve import check_solver_options
 from invdiff.priors.gaussian import GaussianPrior
@@ -82,7 +82,7 @@ def main() -> None:
     args = ap.parse_args()
     try:
         entries = [(e, *solver_entry(e)) for e in args.solvers.split(",")]
-    except (ConfigError, KeyError, ValueError) as exc:
+    except (KeyError, ValueError) as exc:  # ConfigError is a ValueError
         ap.error(f"--solvers: {exc}")
     keep_freed_memory()  # as the invdiff command does (invdiff.allocator)
     torch.set_num_threads(args.threads)

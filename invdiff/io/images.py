@@ -22,6 +22,10 @@ PNG_SUFFIXES = (".png",)
 NPY_SUFFIXES = (".npy",)
 
 
+#: NIfTI xform codes of a declared space (1 scanner, 2 aligned, 3 Talairach, 4 MNI152, 5 template).
+SPACE_CODES = range(1, 6)
+
+
 class UndeclaredGeometryWarning(UserWarning):
     """A NIfTI file declares no geometry (qform and sform codes 0) but unequal voxel sizes."""
 
@@ -140,8 +144,13 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray | None, str | None, 
                 "as cubes; if those sizes are real, give the file an sform (e.g. nibabel: "
                 "img.set_sform(img.affine, code=1))", UndeclaredGeometryWarning, stacklevel=3)
         return data, None, _spatial_unit(header), None
-    code = int(header["sform_code"]) or int(header["qform_code"])  # nibabel's affine: sform first
-    return data, np.asarray(img.affine, dtype=np.float64), _spatial_unit(header), code
+    return data, np.asarray(img.affine, dtype=np.float64), _spatial_unit(header), space_code(header)
+
+
+def space_code(header) -> int | None:
+    """The NIfTI code of the space a header's affine maps to: the sform code, else the qform
+    code (nibabel's affine takes the sform first); ``None`` when both are 0."""
+    return int(header["sform_code"]) or int(header["qform_code"]) or None
 
 
 def _spatial_unit(header) -> str | None:
@@ -257,7 +266,7 @@ def write_image(
         aff = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
         img = nib.Nifti1Image(data.astype(np.float32), aff)
         # 0: no geometry declared (read back as None); else the source's space, default scanner
-        code = 0 if affine is None else (xform_code if xform_code in range(1, 6) else 1)
+        code = 0 if affine is None else (xform_code if xform_code in SPACE_CODES else 1)
         img.set_qform(aff, code=code)
         img.set_sform(aff, code=code)
         if spatial_unit is not None:

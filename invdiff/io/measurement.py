@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from invdiff.io.atomic import write_atomic
-from invdiff.io.images import SPATIAL_UNITS, check_spatial_unit
+from invdiff.io.images import SPACE_CODES, SPATIAL_UNITS, check_spatial_unit
 
 FORMAT = "invdiff.measurement"
 VERSION = 1
@@ -49,8 +49,6 @@ _KEYS = {
     "format", "version", "kspace", "operator", "image_shape", "noise_sigma", "scale",
     "source_shape", "source_affine", "axis", "source_unit", "source_space",
 }
-#: NIfTI xform codes a source affine can declare (1 scanner ... 5 template).
-SPACE_CODES = range(1, 6)
 
 
 class MeasurementError(ValueError):
